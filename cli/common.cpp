@@ -1,0 +1,144 @@
+#include "common.hpp"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <iostream>
+
+#include "keys/ed25519.hpp"
+#include "timespec/timespec.hpp"
+#include "w3b/messages.hpp"
+
+namespace p2p::cli {
+
+void add_output_flags(CLI::App& sub, Common& c, bool with_json) {
+  if (with_json) sub.add_flag("--json", c.json, "Print the result as JSON on stdout");
+  sub.add_flag("-v,--verbose", c.verbose, "More detail on stderr (repeatable)");
+  sub.add_flag("-q,--quiet", c.quiet, "Only errors on stderr");
+}
+
+void add_chain_flags(CLI::App& sub, Common& c) {
+  add_output_flags(sub, c);
+  sub.add_option("--endpoint", c.over.endpoint,
+                 "ledger (embedded, the default), mainnet, testnet, local, or a URL [env P2PSTREAM_ENDPOINT]");
+  sub.add_option("--program", c.over.program, "W3Bstreaming program id, 0x + 64 hex [env P2PSTREAM_PROGRAM]");
+}
+
+void add_send_flags(CLI::App& sub, Common& c) {
+  add_chain_flags(sub, c);
+  sub.add_option("--account", c.over.account, "Key to sign with [env P2PSTREAM_ACCOUNT, config account]");
+  sub.add_flag("--dry-run", c.dry_run, "Print the hex Sails payload and send nothing");
+}
+
+session::Session make_session(const Common& c) { return session::Session(config::default_paths(), c.over); }
+
+static bool color() {
+  static const bool on = !std::getenv("NO_COLOR") && ::isatty(STDERR_FILENO);
+  return on;
+}
+
+void info(const Common& c, const std::string& msg) {
+  if (!c.quiet) std::cerr << msg << '\n';
+}
+void debug(const Common& c, const std::string& msg) {
+  if (c.verbose > 0 && !c.quiet) std::cerr << msg << '\n';
+}
+void warn(const std::string& msg) {
+  std::cerr << (color() ? "\033[33mwarning:\033[0m " : "warning: ") << msg << '\n';
+}
+
+void print_json(const nlohmann::json& j) { std::cout << j.dump(2) << std::endl; }
+
+std::optional<w3b::SendResult> run_plan(const Common& c, session::Session& s, const w3b::Plan& plan) {
+  for (const auto& w : plan.warnings) warn(w);
+  auto payload = w3b::encode_command(plan.command);
+  if (c.dry_run) {
+    if (c.json)
+      print_json({{"dry_run", true},
+                  {"method", std::string(w3b::method_name(plan.command))},
+                  {"destination", to_hex(s.program_id())},
+                  {"payload", to_hex(payload)}});
+    else
+      std::cout << to_hex(payload) << std::endl;
+    return std::nullopt;
+  }
+  auto signer = s.signer();
+  debug(c, fmt::format("sending {} as {} to {}", w3b::method_name(plan.command), address(signer.public_key()),
+                       s.transport().describe()));
+  w3b::Client client(s.transport(), s.program_id());
+  return client.send(signer, plan.command);
+}
+
+nlohmann::json receipt_json(const chain::Receipt& r) {
+  nlohmann::json j = {{"block", r.block_number},
+                      {"block_time", timespec::format_utc(r.block_time_ms)},
+                      {"message_id", to_hex(r.message_id)}};
+  if (!r.block_hash.empty()) j["block_hash"] = r.block_hash;
+  if (r.gas_limit) j["gas_limit"] = *r.gas_limit;
+  if (r.fee) j["fee"] = *r.fee;
+  return j;
+}
+
+void print_sent(const Common& c, const w3b::SendResult& r, const std::string& what, nlohmann::json extra) {
+  nlohmann::json events = nlohmann::json::array();
+  for (const auto& e : r.events) events.push_back(std::string(w3b::event_name(e)));
+  if (c.json) {
+    nlohmann::json j = receipt_json(r.receipt);
+    j["events"] = events;
+    if (extra.is_object()) j.update(extra);
+    print_json(j);
+    return;
+  }
+  std::cout << what << std::endl;
+  info(c, fmt::format("block {} · message {}", r.receipt.block_number, to_hex(r.receipt.message_id)));
+}
+
+std::string stream_status(const w3b::Stream& s, std::uint64_t now) {
+  if (now < s.start_time) return "upcoming";
+  if (now < s.end_time) return "live";
+  return "ended";
+}
+
+std::string address(const w3b::ActorId& a) { return keys::ss58_encode(a); }
+
+nlohmann::json stream_json(const std::string& id, const w3b::Stream& s, std::uint64_t now) {
+  return {{"id", id},
+          {"title", s.title},
+          {"broadcaster", address(s.broadcaster)},
+          {"broadcaster_hex", to_hex(s.broadcaster)},
+          {"start_time", s.start_time},
+          {"end_time", s.end_time},
+          {"start", timespec::format_utc(s.start_time)},
+          {"end", timespec::format_utc(s.end_time)},
+          {"status", stream_status(s, now)},
+          {"description", s.description ? nlohmann::json(*s.description) : nlohmann::json(nullptr)},
+          {"img_link", s.img_link}};
+}
+
+static nlohmann::json opt(const std::optional<std::string>& v) {
+  return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+}
+
+nlohmann::json profile_json(const w3b::ActorId& who, const w3b::Profile& p) {
+  nlohmann::json subs = nlohmann::json::array(), subscriptions = nlohmann::json::array();
+  for (const auto& s : p.subscribers) subs.push_back(address(s));
+  for (const auto& s : p.subscriptions)
+    subscriptions.push_back({{"account", address(s.account_id)}, {"since", timespec::format_utc(s.sub_date)}});
+  return {{"address", address(who)},
+          {"hex", to_hex(who)},
+          {"name", opt(p.name)},
+          {"surname", opt(p.surname)},
+          {"img_link", opt(p.img_link)},
+          {"time_zone", opt(p.time_zone)},
+          {"stream_ids", p.stream_ids},
+          {"subscribers", subs},
+          {"subscriptions", subscriptions}};
+}
+
+w3b::Patch<std::string> patch_from(const std::optional<std::string>& flag) {
+  if (!flag) return std::nullopt;
+  if (flag->empty()) return std::optional<std::string>(std::nullopt);
+  return std::optional<std::string>(*flag);
+}
+
+}  // namespace p2p::cli

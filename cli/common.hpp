@@ -1,0 +1,69 @@
+// cli/common: what every subcommand shares: output mode (human or --json),
+// verbosity, colour, the standard flags, and the session they resolve to.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "session/session.hpp"
+#include "w3b/client.hpp"
+#include "w3b/plan.hpp"
+#include "w3b/types.hpp"
+
+namespace p2p::cli {
+
+struct Common {
+  bool json = false;
+  int verbose = 0;
+  bool quiet = false;
+  session::Overrides over;
+  bool dry_run = false;
+};
+
+// Adds --json (unless with_json is false), -v, -q.
+void add_output_flags(CLI::App& sub, Common& c, bool with_json = true);
+// Adds the output flags plus --endpoint and --program.
+void add_chain_flags(CLI::App& sub, Common& c);
+// Adds the chain flags plus --account and --dry-run.
+void add_send_flags(CLI::App& sub, Common& c);
+
+session::Session make_session(const Common& c);
+
+// stderr messages; info is silenced by -q, debug needs -v.
+void info(const Common& c, const std::string& msg);
+void debug(const Common& c, const std::string& msg);
+void warn(const std::string& msg);
+
+void print_json(const nlohmann::json& j);
+
+// Runs a planned command: --dry-run prints the payload; otherwise sends it,
+// prints warnings, and returns the result. Returns nullopt on a dry run.
+std::optional<w3b::SendResult> run_plan(const Common& c, session::Session& s, const w3b::Plan& plan);
+// The standard receipt fields, for --json and human output.
+nlohmann::json receipt_json(const chain::Receipt& r);
+void print_sent(const Common& c, const w3b::SendResult& r, const std::string& what, nlohmann::json extra = {});
+
+// Human and JSON renderings shared by `streams` and `profile`.
+nlohmann::json stream_json(const std::string& id, const w3b::Stream& s, std::uint64_t now_ms);
+nlohmann::json profile_json(const w3b::ActorId& who, const w3b::Profile& p);
+std::string stream_status(const w3b::Stream& s, std::uint64_t now_ms);  // upcoming | live | ended
+std::string address(const w3b::ActorId& a);  // Vara SS58
+
+// A flag value that means "clear this field" when empty.
+w3b::Patch<std::string> patch_from(const std::optional<std::string>& flag);
+
+// Registration, one per subcommand file.
+void register_key(CLI::App& app, Common& c);
+void register_config(CLI::App& app, Common& c);
+void register_profile(CLI::App& app, Common& c);
+void register_schedule(CLI::App& app, Common& c);
+void register_edit(CLI::App& app, Common& c);
+void register_delete(CLI::App& app, Common& c);
+void register_subscribe(CLI::App& app, Common& c);
+void register_streams(CLI::App& app, Common& c);
+void register_ledger(CLI::App& app, Common& c);
+
+}  // namespace p2p::cli

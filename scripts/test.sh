@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs the dependencies, builds p2pstream with its tests, fuzzes the codec
+# briefly, and runs the whole test suite through ctest.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+bash "$root/scripts/install-deps.sh"
+start=$(date +%s)
+bash "$root/scripts/build.sh"
+FUZZ_SECONDS="${FUZZ_SECONDS:-20}" bash "$root/scripts/fuzz.sh"
+cd "${BUILD_DIR:-$root/build}"
+ctest --output-on-failure -j"$(nproc)" --timeout 600
+echo "test.sh: done in $(( $(date +%s) - start ))s" >&2
