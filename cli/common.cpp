@@ -20,7 +20,7 @@ void add_output_flags(CLI::App& sub, Common& c, bool with_json) {
 void add_chain_flags(CLI::App& sub, Common& c) {
   add_output_flags(sub, c);
   sub.add_option("--endpoint", c.over.endpoint,
-                 "ledger (embedded, the default), mainnet, testnet, local, or a URL [env P2PSTREAM_ENDPOINT]");
+                 "ledger (embedded, the default); mainnet, testnet, local or a URL are not reachable in this build [env P2PSTREAM_ENDPOINT]");
   sub.add_option("--program", c.over.program, "W3Bstreaming program id, 0x + 64 hex [env P2PSTREAM_PROGRAM]");
 }
 
@@ -32,8 +32,14 @@ void add_send_flags(CLI::App& sub, Common& c) {
 
 session::Session make_session(const Common& c) { return session::Session(config::default_paths(), c.over); }
 
+// no-color.org: only a non-empty NO_COLOR turns colour off.
+bool no_color_unset() {
+  const char* v = std::getenv("NO_COLOR");
+  return !v || !*v;
+}
+
 static bool color() {
-  static const bool on = !std::getenv("NO_COLOR") && ::isatty(STDERR_FILENO);
+  static const bool on = no_color_unset() && ::isatty(STDERR_FILENO);
   return on;
 }
 

@@ -32,6 +32,9 @@ void add_send_flags(CLI::App& sub, Common& c);
 
 session::Session make_session(const Common& c);
 
+// False when NO_COLOR is set to a non-empty value.
+bool no_color_unset();
+
 // stderr messages; info is silenced by -q, debug needs -v.
 void info(const Common& c, const std::string& msg);
 void debug(const Common& c, const std::string& msg);

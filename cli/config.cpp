@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "common.hpp"
+#include "util/error.hpp"
 
 namespace p2p::cli {
 
@@ -29,7 +30,7 @@ void register_config(CLI::App& app, Common& c) {
       config::check_key(*key);
       auto v = s.settings().get(*key);
       if (c.json) return print_json({{*key, v ? nlohmann::json(*v) : nlohmann::json(nullptr)}});
-      if (!v) throw UsageError(fmt::format("'{}' is not set", *key));
+      if (!v) throw RuntimeError(fmt::format("'{}' is not set", *key));
       std::cout << *v << std::endl;
       return;
     }
@@ -52,6 +53,7 @@ void register_config(CLI::App& app, Common& c) {
   set->callback([&c, key, value] {
     auto s = make_session(c);
     s.settings().set(*key, *value);
+    if (c.json) return print_json({{*key, *value}});
     info(c, fmt::format("{} = {} (in {})", *key, *value, s.settings().file().string()));
   });
 
@@ -61,18 +63,23 @@ void register_config(CLI::App& app, Common& c) {
   unset->callback([&c, key] {
     auto s = make_session(c);
     s.settings().unset(*key);
+    if (c.json) print_json({{*key, nullptr}});
   });
 
-  auto* path = cfg->add_subcommand("path", "Print where the config, keys and ledger live");
+  auto* path = cfg->add_subcommand("path", "Print where the config file, the keys or the ledger live");
+  auto which = std::make_shared<std::string>("config");
+  path->add_option("WHICH", *which, "config (default), keys or ledger");
   add_output_flags(*path, c);
-  path->callback([&c] {
+  path->callback([&c, which] {
+    if (*which != "config" && *which != "keys" && *which != "ledger")
+      throw UsageError(fmt::format("'{}': config path takes config, keys or ledger", *which));
     auto p = config::default_paths();
     if (c.json)
       return print_json({{"config", p.config_file().string()},
                          {"keys", p.keys_dir().string()},
                          {"ledger", p.ledger_db().string()}});
-    std::cout << p.config_file().string() << std::endl;
-    if (c.verbose) std::cout << p.keys_dir().string() << '\n' << p.ledger_db().string() << std::endl;
+    std::cout << (*which == "keys" ? p.keys_dir() : *which == "ledger" ? p.ledger_db() : p.config_file()).string()
+              << std::endl;
   });
 }
 

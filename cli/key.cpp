@@ -101,6 +101,7 @@ void register_key(CLI::App& app, Common& c) {
   auto* seed = imp->add_option("--seed", args->seed, "32-byte seed as 0x + 64 hex digits");
   auto* json = imp->add_option("--json", args->json_file,
                                "polkadot-js ed25519 keystore file; its password from P2PSTREAM_JSON_PASSWORD or a prompt");
+  json->type_name("FILE")->check(CLI::ExistingFile);
   seed->excludes(json);
   // --json names the keystore file here (a fixed flag name), so this command prints text only.
   add_output_flags(*imp, c, false);

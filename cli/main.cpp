@@ -10,7 +10,7 @@
 
 namespace {
 
-bool color() { return !std::getenv("NO_COLOR") && ::isatty(STDERR_FILENO); }
+bool color() { return p2p::cli::no_color_unset() && ::isatty(STDERR_FILENO); }
 
 int fail(int code, const std::string& msg) {
   std::cerr << (color() ? "\033[31merror:\033[0m " : "error: ") << msg << '\n';
@@ -23,6 +23,8 @@ int main(int argc, char** argv) {
   using namespace p2p;
   CLI::App app{"p2pstream: decentralised live streaming on the Vara network (W3Bstreaming)", "p2pstream"};
   app.require_subcommand(1);
+  // Wide enough that "--upcoming Excludes: --live" and its description do not run together.
+  app.get_formatter()->column_width(40);
   app.set_version_flag("--version", std::string("p2pstream ") + P2PSTREAM_VERSION);
   app.footer(
       "Chain commands use the embedded ledger unless an endpoint is configured.\n"

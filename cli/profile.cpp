@@ -40,7 +40,7 @@ void register_profile(CLI::App& app, Common& c) {
   prof->footer(
       "Examples:\n"
       "  p2pstream profile\n"
-      "  p2pstream profile kGkLEU3e3XXkJp2WK4eNpVmSab5xUNL9QtmLPh8QfCL2EgotW --json\n"
+      "  p2pstream profile kGib7Auhw9nagsKJKx5s6qv5iqFzJaSAhpZqzwWLQZR89dcTi --json\n"
       "  p2pstream profile set --name Ada --surname Lovelace --img https://example.org/ada.png");
   prof->callback([&c, args, prof] {
     if (prof->got_subcommand("set")) return;

@@ -19,8 +19,8 @@ void register_schedule(CLI::App& app, Common& c) {
   auto a = std::make_shared<ScheduleArgs>();
   sch->add_option("--title", a->title, "Title (required, at most 200 bytes)")->required();
   sch->add_option("--start", a->start, "Start: now, +30m, or ISO-8601 like 2026-12-01T18:00+01:00")->required();
-  auto* end = sch->add_option("--end", a->end, "End, in the same forms as --start");
-  auto* dur = sch->add_option("--duration", a->duration, "Length instead of --end: 45m, 1h, 1h30m");
+  auto* end = sch->add_option("--end", a->end, "End, in the same forms as --start (this or --duration is required)");
+  auto* dur = sch->add_option("--duration", a->duration, "Length instead of --end: 45m, 1h, 1h30m (this or --end is required)");
   end->excludes(dur);
   sch->add_option("--description", a->description, "Description");
   sch->add_option("--img", a->img, "Cover image URL");

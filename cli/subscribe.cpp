@@ -12,7 +12,7 @@ void add_one(CLI::App& app, Common& c, bool subscribe) {
   sub->add_option("ADDRESS", *target, "The broadcaster: SS58 (any prefix) or 0x hex")->required();
   add_send_flags(*sub, c);
   sub->footer(subscribe ? "A second subscribe to the same account is refused without sending anything (exit 3).\n"
-                          "Example:\n  p2pstream subscribe kGkLEU3e3XXkJp2WK4eNpVmSab5xUNL9QtmLPh8QfCL2EgotW"
+                          "Example:\n  p2pstream subscribe kGib7Auhw9nagsKJKx5s6qv5iqFzJaSAhpZqzwWLQZR89dcTi"
                         : "Unsubscribing from an account you do not follow is refused without sending (exit 3).\n"
                           "Example:\n  p2pstream unsubscribe 0xd75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
   sub->callback([&c, target, subscribe] {

@@ -19,6 +19,8 @@ PKGS=(
   libgtest-dev libgmock-dev python3
   # fuzzing (clang's libFuzzer)
   clang libclang-rt-14-dev
+  # completion and man page checks
+  zsh fish mandoc man-db
 )
 
 missing=()

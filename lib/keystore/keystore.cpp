@@ -55,6 +55,10 @@ void check_name(const std::string& name) {
   }
 }
 
+UsageError already_exists(const std::string& name) {
+  return UsageError("a key named " + name + " already exists; keys are never overwritten, so pick another name");
+}
+
 std::optional<std::string> nonempty(const std::optional<std::string>& s) {
   if (s && !s->empty()) return s;
   return std::nullopt;
@@ -237,7 +241,7 @@ void publish(const fs::path& tmp, const fs::path& final_path, const std::string&
   if (rc == 0) return;
   int err = errno;
   ::unlink(tmp.c_str());
-  if (err == EEXIST) throw UsageError("a key named " + name + " already exists; keys are never overwritten, so pick another name");
+  if (err == EEXIST) throw already_exists(name);
   throw RuntimeError("cannot store key " + final_path.string() + ": " + std::strerror(err));
 }
 
@@ -418,7 +422,7 @@ KeyInfo Keystore::import_seed(const std::string& name, const keys::Seed& seed,
   check_name(name);
   ensure_sodium();
   if (exists(name))
-    throw UsageError("a key named " + name + " already exists; keys are never overwritten, so pick another name");
+    throw already_exists(name);
   keys::Keypair kp = keys::Keypair::from_seed(seed);
   auto pass = nonempty(passphrase);
   KeyInfo info{name, kp.public_key(), pass.has_value(), now_iso8601()};
@@ -433,7 +437,7 @@ KeyInfo Keystore::import_polkadot_json(const std::string& name, const std::strin
                                        const std::optional<std::string>& passphrase) {
   check_name(name);
   if (exists(name))
-    throw UsageError("a key named " + name + " already exists; keys are never overwritten, so pick another name");
+    throw already_exists(name);
   keys::Seed seed = decrypt_polkadot_json(json_text, json_password);
   Wipe<keys::Seed> wipe{seed};
   return import_seed(name, seed, passphrase);

@@ -166,6 +166,7 @@ Ledger::Ledger(const std::filesystem::path& file, Options opts) : file_(file), o
   }
   sqlite3_busy_timeout(db_, opts_.busy_timeout_ms);
   try {
+    refuse_foreign_database();
     exec("PRAGMA journal_mode=WAL");
     exec("PRAGMA synchronous=FULL");
     exec("PRAGMA foreign_keys=ON");
@@ -214,6 +215,18 @@ Ledger::Ledger(const std::filesystem::path& file, Options opts) : file_(file), o
 
 Ledger::~Ledger() {
   if (db_) sqlite3_close(db_);
+}
+
+// Never convert someone else's SQLite file into a ledger: only an empty file or one we made.
+void Ledger::refuse_foreign_database() {
+  Stmt tables(db_, "SELECT count(*) FROM sqlite_master");
+  if (!tables.step() || tables.i64(0) == 0) return;
+  Stmt meta(db_, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'");
+  if (meta.step() && meta.i64(0) == 1) {
+    Stmt kind(db_, "SELECT value FROM meta WHERE key = 'kind'");
+    if (kind.step() && kind.text(0) == "p2pstream-ledger") return;
+  }
+  throw RuntimeError("it is an SQLite database but not a p2pstream ledger; choose another file");
 }
 
 void Ledger::exec(const char* sql) {

@@ -62,6 +62,7 @@ class Ledger {
 
  private:
   void exec(const char* sql);
+  void refuse_foreign_database();
   std::filesystem::path file_;
   Options opts_;
   sqlite3* db_ = nullptr;

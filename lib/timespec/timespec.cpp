@@ -71,6 +71,8 @@ std::uint64_t parse_iso(std::string_view text) {
   std::int64_t local_s = days_from_civil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d)) * 86400 +
                          h * 3600 + mi * 60 + s;
   std::string_view zone = text.substr(pos);
+  // format_local prints "YYYY-MM-DD HH:MM +01:00"; accept that back.
+  if (zone.size() > 1 && zone[0] == ' ') zone.remove_prefix(1);
   std::int64_t epoch_s;
   if (zone.empty()) {
     std::tm tm{};
@@ -130,6 +132,7 @@ std::uint64_t parse_duration(std::string_view text) {
       case 's': unit = kSecond; break;
       default: bad();
     }
+    if (n * unit > std::numeric_limits<std::uint64_t>::max() - total) bad();  // a wrapped sum would be a wrong time
     total += n * unit;
   }
   return total;
@@ -137,7 +140,11 @@ std::uint64_t parse_duration(std::string_view text) {
 
 std::uint64_t parse_time(std::string_view text, std::uint64_t now) {
   if (text == "now") return now;
-  if (!text.empty() && text[0] == '+') return now + parse_duration(text.substr(1));
+  if (!text.empty() && text[0] == '+') {
+    auto d = parse_duration(text.substr(1));
+    if (d > std::numeric_limits<std::uint64_t>::max() - now) bad_time(text);
+    return now + d;
+  }
   return parse_iso(text);
 }
 

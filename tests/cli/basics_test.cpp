@@ -112,7 +112,8 @@ TEST(CliBasics, ConfigGetSetPathAndEnvironment) {
   EXPECT_EQ(h.run({"config", "set", "endpoint", "ftp://x"}).code, 2);
   EXPECT_EQ(trim(h.ok({"config", "path"})), (h.dir() / "config/p2pstream/config.json").string());
   h.ok({"config", "unset", "endpoint"});
-  EXPECT_EQ(h.run({"config", "get", "endpoint"}).code, 2);
+  EXPECT_EQ(h.run({"config", "get", "endpoint"}).code, 1);
+  EXPECT_EQ(trim(h.ok({"config", "path", "ledger"})), (h.dir() / "data/p2pstream/ledger.db").string());
   // A broken config file is reported, not ignored.
   std::ofstream(h.dir() / "config/p2pstream/config.json") << "{not json";
   auto r = h.run({"config", "get"});

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
+#include <thread>
 
 using namespace p2p;
 using namespace p2p::keystore;
@@ -272,6 +273,29 @@ TEST_F(KeystoreTest, NeverOverwritesAnExistingName) {
   EXPECT_EQ(ks.list().size(), 1u);
 }
 
+TEST_F(KeystoreTest, RacingWritersNeverOverwriteEachOther) {
+  // Threads that all pass the exists() check must still not replace a stored key.
+  for (int round = 0; round < 10; ++round) {
+    const std::string name = "race" + std::to_string(round);
+    std::vector<std::thread> threads;
+    std::vector<std::optional<keys::PublicKey>> won(6);
+    for (std::size_t i = 0; i < won.size(); ++i)
+      threads.emplace_back([&, i] {
+        keys::Seed seed{};
+        seed[0] = static_cast<std::uint8_t>(i + 1);
+        try {
+          won[i] = Keystore(dir_).import_seed(name, seed, std::nullopt).public_key;
+        } catch (const UsageError&) {
+        }
+      });
+    for (auto& t : threads) t.join();
+    auto winners = std::count_if(won.begin(), won.end(), [](const auto& w) { return w.has_value(); });
+    ASSERT_EQ(winners, 1) << name;
+    auto winner = *std::find_if(won.begin(), won.end(), [](const auto& w) { return w.has_value(); });
+    EXPECT_EQ(Keystore(dir_).load(name, never_asked()).public_key(), *winner);
+  }
+}
+
 TEST_F(KeystoreTest, BadNamesAreRejectedEverywhere) {
   Keystore ks(dir_);
   const std::vector<std::string> bad = {"",         "../x",  "a/b", "/etc/passwd", ".hidden", "..",
@@ -358,8 +382,9 @@ TEST_F(KeystoreTest, CorruptFilesAreRuntimeErrors) {
       {"typeswap", with("public_key", 5)},
       {"noseed", [&] { json j = json::parse(good); j.erase("seed"); return j.dump(); }()},
   };
-  for (const auto& [name, text] : cases) {
-    write_text(file(name), text);
+  for (const auto& c : cases) {
+    const std::string& name = c.first;
+    write_text(file(name), c.second);
     EXPECT_THAT(message_of<RuntimeError>([&] { ks.load(name, never_asked()); }), HasSubstr("corrupt")) << name;
   }
   EXPECT_THAT(message_of<RuntimeError>([&] { ks.load("pkmismatch", never_asked()); }),
@@ -488,10 +513,12 @@ TEST(KeystorePolkadot, RejectsHostileScryptParameters) {
       {1u << 20, 1, 16},  // 2 GiB of memory
       {0xffffffffu, 0xffffffffu, 0xffffffffu},
   };
-  for (const auto& [n, p, r] : bad)
-    EXPECT_THAT(message_of<UsageError>([&] { decrypt_polkadot_json(with_scrypt_params(n, p, r), kOraclePassword); }),
+  for (const auto& v : bad) {
+    std::string text = with_scrypt_params(v[0], v[1], v[2]);
+    EXPECT_THAT(message_of<UsageError>([&] { decrypt_polkadot_json(text, kOraclePassword); }),
                 HasSubstr("scrypt parameters"))
-        << n << " " << p << " " << r;
+        << v[0] << " " << v[1] << " " << v[2];
+  }
 }
 
 TEST(KeystorePolkadot, OwnBuilderRoundTrips) {

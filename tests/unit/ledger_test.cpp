@@ -523,6 +523,7 @@ TEST(LedgerOpen, ForeignSqliteDatabaseIsARuntimeError) {
   RawDb raw(file);
   EXPECT_EQ(raw.scalar("SELECT count(*) FROM sqlite_master WHERE name = 'messages'"), "0")
       << "the foreign database was modified";
+  EXPECT_EQ(raw.scalar("PRAGMA journal_mode"), "delete") << "the foreign database was switched to WAL";
 }
 
 TEST(LedgerOpen, OtherSchemaVersionIsARuntimeError) {
