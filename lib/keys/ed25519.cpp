@@ -216,7 +216,7 @@ PublicKey parse_address(std::string_view text) {
   std::string_view digits = has_hex_prefix(text) ? text.substr(2) : text;
   if (has_hex_prefix(text) || (text.size() == 64 && all_hex(text))) {
     if (digits.size() != 64 || !all_hex(digits)) throw UsageError(quoted(text) + expected);
-    PublicKey pk;
+    PublicKey pk{};
     auto bytes = from_hex(digits);
     std::copy(bytes->begin(), bytes->end(), pk.begin());
     return pk;
