@@ -15,6 +15,12 @@ PKGS=(
   # libraries
   libcli11-dev nlohmann-json3-dev libfmt-dev libsodium-dev libxxhash-dev
   libsqlite3-dev libcurl4-openssl-dev
+  # network transports on the GLib main loop (signalling, JSON-RPC over WebSocket, stand-in node)
+  libsoup-3.0-dev libglib2.0-dev
+  # media: GStreamer 1.22 with webrtcbin, nice, dtls, srtp, vpx, opus, x264
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
+  gstreamer1.0-nice gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-plugins-base-apps
   # tests
   libgtest-dev libgmock-dev python3
   # fuzzing (clang's libFuzzer)
@@ -28,12 +34,23 @@ for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 
+# Node.js runs the test-only oracles (@polkadot/types, socket.io-client). Machine images may ship
+# their own build of it; take Debian's only when there is none.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "install-deps: all ${#PKGS[@]} packages present" >&2
-  exit 0
+  echo "install-deps: all Debian packages present" >&2
+else
+  echo "install-deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-echo "install-deps: installing ${missing[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# Test-only npm packages, pinned by tests/js/package-lock.json.
+root="$(cd "$(dirname "$0")/.." && pwd)"
+if [ -f "$root/tests/js/package-lock.json" ] && [ ! -d "$root/tests/js/node_modules" ]; then
+  echo "install-deps: npm ci in tests/js" >&2
+  npm ci --prefix "$root/tests/js" --no-audit --no-fund --loglevel=error
+fi

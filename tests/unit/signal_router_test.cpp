@@ -1,0 +1,750 @@
+// Tests for signal/router: scenarios driven purely by events (socket open/close, Socket.IO
+// text, ticks, chain answers), checked against the exact packets the router emits.
+#include "signal/router.hpp"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+using namespace p2p;
+using namespace p2p::signal;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+namespace {
+
+using Sent = std::pair<SocketId, std::string>;
+
+keys::Keypair keypair(std::uint8_t fill) {
+  keys::Seed seed;
+  seed.fill(fill);
+  return keys::Keypair::from_seed(seed);
+}
+
+std::string hex(const keys::Keypair& kp) { return to_hex(kp.public_key()); }
+
+bool is_challenge(const std::string& packet) { return packet.rfind("42[\"challenge\"", 0) == 0; }
+
+// Sends, in order, leaving out the challenges (checked on their own).
+std::vector<Sent> sends(const Actions& actions) {
+  std::vector<Sent> out;
+  for (const auto& a : actions)
+    if (auto* s = std::get_if<SendAction>(&a); s && !is_challenge(s->packet)) out.emplace_back(s->socket, s->packet);
+  return out;
+}
+
+std::vector<Action> non_sends(const Actions& actions) {
+  std::vector<Action> out;
+  for (const auto& a : actions)
+    if (!std::holds_alternative<SendAction>(a)) out.push_back(a);
+  return out;
+}
+
+std::string err(std::string_view message) { return R"(42["error",{"message":")" + std::string(message) + R"("}])"; }
+
+struct Harness {
+  explicit Harness(RouterConfig c = {})
+      : config(c), router(c, [this](std::span<std::uint8_t> out) {
+          for (auto& b : out) b = next_random++;
+        }) {}
+
+  Actions open(SocketId s, std::string ip = "10.0.0.1") { return router.on_open(s, ip, now); }
+  Actions msg(SocketId s, const std::string& text) {
+    auto a = router.on_message(s, text, now);
+    remember(a);
+    return a;
+  }
+  Actions event(SocketId s, const Json& args) { return msg(s, "2" + dump_json(args)); }
+  void connect(SocketId s, std::string ip = "10.0.0.1") {
+    EXPECT_TRUE(open(s, ip).empty());
+    msg(s, "0");
+    EXPECT_TRUE(nonce.count(s));
+  }
+  void remember(const Actions& actions) {
+    for (const auto& a : actions) {
+      auto* s = std::get_if<SendAction>(&a);
+      if (!s || !is_challenge(s->packet)) continue;
+      nonce[s->socket] = parse_json(s->packet.substr(2)).value()[1]["nonce"].get<std::string>();
+    }
+  }
+
+  Json auth(const keys::Keypair& kp, std::string_view role, std::string_view stream, SocketId nonce_of) {
+    std::string text = "p2pstream-signal:v1:" + std::string(role) + ":" + std::string(stream) + ":" + nonce[nonce_of];
+    Json a;
+    a["publicKey"] = hex(kp);
+    a["signature"] = to_hex(kp.sign(view(text)));
+    return a;
+  }
+  Actions broadcast(SocketId s, const keys::Keypair& kp, std::string_view stream) {
+    Json o;
+    o["streamId"] = std::string(stream);
+    o["auth"] = auth(kp, "broadcast", stream, s);
+    return event(s, Json::array({"broadcast", hex(kp), o}));
+  }
+  Actions watch(SocketId s, const keys::Keypair& kp, std::string_view stream, Json extra = Json::object()) {
+    Json o;
+    o["streamId"] = std::string(stream);
+    o["auth"] = auth(kp, "watch", stream, s);
+    for (auto& [k, v] : extra.items()) o[k] = v;
+    return event(s, Json::array({"watch", hex(kp), o}));
+  }
+  Actions owner(std::string_view stream, const keys::Keypair& kp) {
+    return router.on_stream_answer({std::string(stream), true, kp.public_key()}, now);
+  }
+  Actions subscribers(const keys::Keypair& b, std::vector<const keys::Keypair*> subs) {
+    SubscribersAnswer a{b.public_key(), true, {}};
+    for (auto* s : subs) a.subscribers.push_back(s->public_key());
+    return router.on_subscribers_answer(a, now);
+  }
+  // A live stream `stream` by `kp` on socket s.
+  void live(SocketId s, const keys::Keypair& kp, std::string_view stream) {
+    connect(s);
+    broadcast(s, kp, stream);
+    owner(stream, kp);
+    ASSERT_TRUE(router.is_broadcasting(hex(kp)));
+  }
+  std::uint64_t refusals(Refusal r) const { return router.counters().refusals[static_cast<std::size_t>(r)]; }
+
+  RouterConfig config;
+  std::uint8_t next_random = 0;
+  Router router;
+  std::int64_t now = 1'700'000'000'000;
+  std::map<SocketId, std::string> nonce;
+};
+
+const keys::Keypair B = keypair(0xb1);   // the stream's broadcaster
+const keys::Keypair W = keypair(0x01);   // a subscribed watcher
+const keys::Keypair W2 = keypair(0x02);  // another subscribed watcher
+const keys::Keypair X = keypair(0x0e);   // an account subscribed to nobody
+
+}  // namespace
+
+TEST(SignalRouter, ConnectAnswersWithSidAndAChallenge) {
+  Harness h;
+  EXPECT_TRUE(h.open(1).empty());
+  auto a = h.msg(1, "0");
+  ASSERT_EQ(a.size(), 2u);
+  // The counting RNG gives the sid bytes 0..14 and the nonce bytes 15..46.
+  EXPECT_EQ(std::get<SendAction>(a[0]), (SendAction{1, R"(40{"sid":"AAECAwQFBgcICQoLDA0O"})"}));
+  Bytes nonce_bytes;
+  for (int b = 15; b < 47; ++b) nonce_bytes.push_back(static_cast<std::uint8_t>(b));
+  const std::string nonce = to_hex(nonce_bytes);
+  EXPECT_EQ(std::get<SendAction>(a[1]),
+            (SendAction{1, R"(42["challenge",{"nonce":")" + nonce + R"(","expires":1700000120000}])"}));
+  EXPECT_TRUE(h.msg(1, "0").empty());  // a second CONNECT changes nothing
+}
+
+TEST(SignalRouter, BroadcasterAndWatcherExchangeOfferAnswerCandidates) {
+  Harness h;
+  h.connect(1);
+  h.connect(2);
+  auto a = h.broadcast(1, B, "s1");
+  EXPECT_TRUE(sends(a).empty());
+  EXPECT_THAT(non_sends(a), ElementsAre(Action{LookupStream{"s1"}}));
+  EXPECT_THAT(sends(h.owner("s1", B)), ElementsAre(Sent{1, R"(42["isStreaming",true])"}));
+
+  a = h.watch(2, W, "s1");
+  EXPECT_TRUE(sends(a).empty());
+  EXPECT_THAT(non_sends(a), ElementsAre(Action{LookupSubscribers{B.public_key()}}));
+  const std::string b = hex(B), w = hex(W);
+  EXPECT_THAT(sends(h.subscribers(B, {&W})),
+              ElementsAre(Sent{1, R"(42["watch",")" + w + R"(",{"streamId":"s1"}])"},
+                          Sent{1, R"(42["watchersCount",1])"}, Sent{1, R"(42["isStreaming",true])"},
+                          Sent{2, R"(42["watchersCount",1])"}, Sent{2, R"(42["isStreaming",true])"},
+                          Sent{2, R"(42["placement",{"parentId":")" + b + R"(","depth":1}])"}));
+
+  // offer and answer travel unchanged, key order and extra fields included.
+  const std::string offer = R"({"description":{"type":"offer","sdp":"v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n"},"userId":")" +
+                            w + R"(","streamId":"s1","mediaSequence":["microphone","camera"]})";
+  EXPECT_THAT(sends(h.msg(1, R"(2["offer",")" + b + "\"," + offer + "]")),
+              ElementsAre(Sent{2, R"(42["offer",")" + b + "\"," + offer + "]"}));
+  const std::string answer = R"({"userId":")" + w + R"(","streamId":"s1","description":{"type":"answer","sdp":"v=0\r\n"}})";
+  EXPECT_THAT(sends(h.msg(2, R"(2["answer",")" + b + "\"," + answer + "]")),
+              ElementsAre(Sent{1, R"(42["answer",")" + b + "\"," + answer + "]"}));
+
+  // candidate(targetId, {userId, streamId, candidate}) arrives as candidate(userId, {candidate}).
+  const std::string cand = R"({"candidate":"candidate:1 1 udp 2122260223 192.168.1.2 50000 typ host","sdpMid":"0","sdpMLineIndex":0})";
+  EXPECT_THAT(sends(h.msg(2, R"(2["candidate",")" + b + R"(",{"candidate":)" + cand + R"(,"userId":")" + w +
+                                 R"(","streamId":"s1"}])")),
+              ElementsAre(Sent{1, R"(42["candidate",")" + w + R"(",{"candidate":)" + cand + "}]"}));
+  // The web app's broadcaster names itself by its SS58 address in candidates.
+  const std::string b_ss58 = keys::ss58_encode(B.public_key());
+  EXPECT_THAT(sends(h.msg(1, R"(2["candidate",")" + w + R"(",{"userId":")" + b_ss58 + R"(","candidate":)" + cand +
+                                 R"(,"streamId":"s1"}])")),
+              ElementsAre(Sent{2, R"(42["candidate",")" + b_ss58 + R"(",{"candidate":)" + cand + "}]"}));
+
+  auto c = h.router.counters();
+  EXPECT_EQ(c.messages_relayed, 4u);
+  EXPECT_EQ(c.streams_live, 1u);
+  EXPECT_EQ(c.watchers, 1u);
+  EXPECT_EQ(c.connections_open, 2u);
+  EXPECT_EQ(c.chain_lookups, 2u);
+}
+
+TEST(SignalRouter, WatchersCountAndIsStreamingFollowTheStream) {
+  Harness h;
+  h.live(1, B, "s1");
+  h.connect(2);
+  h.connect(3);
+  h.connect(4);
+  h.watch(2, W, "s1");
+  h.subscribers(B, {&W, &W2});
+  auto a = h.watch(3, W2, "s1");  // answered from the cache
+  EXPECT_TRUE(non_sends(a).empty());
+  EXPECT_THAT(sends(a), ElementsAre(Sent{1, R"(42["watch",")" + hex(W2) + R"(",{"streamId":"s1"}])"},
+                                    Sent{1, R"(42["watchersCount",2])"}, Sent{1, R"(42["isStreaming",true])"},
+                                    Sent{2, R"(42["watchersCount",2])"}, Sent{2, R"(42["isStreaming",true])"},
+                                    Sent{3, R"(42["watchersCount",2])"}, Sent{3, R"(42["isStreaming",true])"},
+                                    Sent{3, R"(42["placement",{"parentId":")" + hex(B) + R"(","depth":1}])"}));
+
+  EXPECT_THAT(sends(h.msg(4, R"(2["getWatchersCount",null,{"streamId":"s1"}])")), ElementsAre(Sent{4, R"(42["watchersCount",2])"}));
+  EXPECT_THAT(sends(h.msg(4, R"(2["getIsStreaming","0x",{"streamId":"s1"}])")), ElementsAre(Sent{4, R"(42["isStreaming",true])"}));
+  EXPECT_THAT(sends(h.msg(4, R"(2["getIsStreaming",null,{"streamId":"other"}])")), ElementsAre(Sent{4, R"(42["isStreaming",false])"}));
+  EXPECT_THAT(sends(h.msg(4, R"(2["getWatchersCount",null,{"streamId":"other"}])")), ElementsAre(Sent{4, R"(42["watchersCount",0])"}));
+
+  // stopWatching: the broadcaster hears it, everyone left gets the new count.
+  EXPECT_THAT(sends(h.event(2, Json::array({"stopWatching", hex(W), {{"streamId", "s1"}}}))),
+              ElementsAre(Sent{1, R"(42["stopWatching",")" + hex(W) + R"(",{"streamId":"s1"}])"},
+                          Sent{1, R"(42["watchersCount",1])"}, Sent{3, R"(42["watchersCount",1])"}));
+  // Someone else's stopWatching for W2 does nothing.
+  EXPECT_TRUE(h.event(4, Json::array({"stopWatching", hex(W2), {{"streamId", "s1"}}})).empty());
+  EXPECT_EQ(h.router.watcher_count("s1"), 1u);
+
+  // stopBroadcasting: everyone gets isStreaming(false), watchers also stopBroadcasting.
+  EXPECT_THAT(sends(h.event(1, Json::array({"stopBroadcasting", hex(B), {{"streamId", "s1"}}}))),
+              ElementsAre(Sent{1, R"(42["isStreaming",false])"}, Sent{3, R"(42["isStreaming",false])"},
+                          Sent{3, R"(42["stopBroadcasting",")" + hex(B) + R"(",{"streamId":"s1","userId":")" + hex(W2) + R"("}])"}));
+  EXPECT_FALSE(h.router.is_broadcasting(hex(B)));
+  EXPECT_EQ(h.router.stream_count(), 0u);
+}
+
+TEST(SignalRouter, RefusesAWatchOfAStreamNotStarted) {
+  Harness h;
+  h.connect(2);
+  auto a = h.watch(2, W, "s1");
+  EXPECT_THAT(sends(a), ElementsAre(Sent{2, err("Stream with id s1 hasn't started yet")}));
+  EXPECT_TRUE(non_sends(a).empty());  // no chain read for a stream that is not live
+  EXPECT_EQ(h.refusals(Refusal::not_started), 1u);
+}
+
+TEST(SignalRouter, RefusesAWatcherWhoIsNotSubscribed) {
+  Harness h;
+  h.live(1, B, "s1");
+  h.connect(3);
+  h.watch(3, X, "s1");
+  EXPECT_THAT(sends(h.subscribers(B, {&W})), ElementsAre(Sent{3, err("You aren't subscribed to this speaker")}));
+  auto again = h.watch(3, X, "s1");  // from the cache, no second chain read
+  EXPECT_TRUE(non_sends(again).empty());
+  EXPECT_THAT(sends(again), ElementsAre(Sent{3, err("You aren't subscribed to this speaker")}));
+  EXPECT_EQ(h.refusals(Refusal::not_subscribed), 2u);
+  EXPECT_EQ(h.router.watcher_count("s1"), 0u);
+}
+
+TEST(SignalRouter, ChecksTheSignatureFirst) {
+  Harness h;
+  h.connect(2);
+  // A signature by another key, and a signature over the wrong text, on a stream that is not
+  // even live: the signature check comes first.
+  Json o;
+  o["streamId"] = "s1";
+  o["auth"] = h.auth(X, "watch", "s1", 2);
+  EXPECT_THAT(sends(h.event(2, Json::array({"watch", hex(W), o}))),
+              ElementsAre(Sent{2, err("Signature isn't valid: auth.publicKey is not the id you gave")}));
+  o["auth"] = h.auth(W, "broadcast", "s1", 2);
+  EXPECT_THAT(sends(h.event(2, Json::array({"watch", hex(W), o}))), ElementsAre(Sent{2, err("Signature isn't valid")}));
+  o.erase("auth");
+  EXPECT_THAT(sends(h.event(2, Json::array({"watch", hex(W), o}))),
+              ElementsAre(Sent{2, err("Signature isn't valid: this server needs auth {publicKey, signature} over the challenge")}));
+  EXPECT_THAT(sends(h.event(2, Json::array({"watch", "W", o}))),
+              ElementsAre(Sent{2, err("watch: userId must be 0x + 64 hex digits")}));
+  EXPECT_EQ(h.refusals(Refusal::bad_signature), 3u);
+  EXPECT_EQ(h.refusals(Refusal::not_started), 0u);
+}
+
+TEST(SignalRouter, ANonceWorksOnceAndAFreshChallengeFollows) {
+  Harness h;
+  h.live(1, B, "s1");
+  h.connect(2);
+  const std::string first = h.nonce[2];
+  Json o;
+  o["streamId"] = "s1";
+  o["auth"] = h.auth(W, "watch", "s1", 2);
+  const std::string text = "2" + dump_json(Json::array({"watch", hex(W), o}));
+  auto a = h.msg(2, text);
+  EXPECT_THAT(non_sends(a), ElementsAre(Action{LookupSubscribers{B.public_key()}}));
+  EXPECT_NE(h.nonce[2], first);  // a fresh challenge came with it
+  h.subscribers(B, {&W});
+  EXPECT_EQ(h.router.watcher_count("s1"), 1u);
+
+  // The same packet again is a replay.
+  a = h.msg(2, text);
+  EXPECT_THAT(sends(a), ElementsAre(Sent{2, err("Signature isn't valid")}));
+  // Echoing the old nonce gives the precise reason.
+  o["auth"]["nonce"] = first;
+  EXPECT_THAT(sends(h.event(2, Json::array({"watch", hex(W), o}))),
+              ElementsAre(Sent{2, err("Challenge nonce is not this connection's latest: sign the newest challenge")}));
+  EXPECT_EQ(h.refusals(Refusal::stale_nonce), 1u);
+}
+
+TEST(SignalRouter, ANonceIsBoundToItsSocket) {
+  Harness h;
+  h.live(1, B, "s1");
+  h.connect(2);
+  h.connect(3);
+  Json o;
+  o["streamId"] = "s1";
+  o["auth"] = h.auth(W, "watch", "s1", /*nonce of*/ 3);
+  EXPECT_THAT(sends(h.event(2, Json::array({"watch", hex(W), o}))), ElementsAre(Sent{2, err("Signature isn't valid")}));
+  o["auth"] = h.auth(W, "watch", "s1", 3);
+  o["auth"]["nonce"] = h.nonce[3];
+  EXPECT_THAT(sends(h.event(2, Json::array({"watch", hex(W), o}))),
+              ElementsAre(Sent{2, err("Challenge nonce is not this connection's latest: sign the newest challenge")}));
+  // Socket 3's nonce is still good on socket 3.
+  EXPECT_THAT(non_sends(h.watch(3, W, "s1")), ElementsAre(Action{LookupSubscribers{B.public_key()}}));
+}
+
+TEST(SignalRouter, AnExpiredNonceIsRefused) {
+  RouterConfig cfg;
+  cfg.nonce_ttl_ms = 1000;
+  Harness h(cfg);
+  h.connect(1);
+  h.now += 1001;
+  EXPECT_THAT(sends(h.broadcast(1, B, "s1")), ElementsAre(Sent{1, err("Challenge expired: sign the newest challenge")}));
+  EXPECT_THAT(non_sends(h.broadcast(1, B, "s1")), ElementsAre(Action{LookupStream{"s1"}}));  // the fresh one works
+}
+
+TEST(SignalRouter, OnlyTheChainsBroadcasterMayStartAStream) {
+  Harness h;
+  h.connect(1);
+  EXPECT_THAT(non_sends(h.broadcast(1, X, "s1")), ElementsAre(Action{LookupStream{"s1"}}));
+  EXPECT_THAT(sends(h.owner("s1", B)), ElementsAre(Sent{1, err("Only the broadcaster of stream s1 may start it")}));
+  EXPECT_FALSE(h.router.is_broadcasting(hex(X)));
+
+  h.broadcast(1, B, "nope");
+  EXPECT_THAT(sends(h.router.on_stream_answer({"nope", true, std::nullopt}, h.now)),
+              ElementsAre(Sent{1, err("Stream with id nope doesn't exist on chain")}));
+
+  Json o;
+  o["streamId"] = "s1";
+  EXPECT_THAT(sends(h.event(1, Json::array({"broadcast", hex(B), o}))),
+              ElementsAre(Sent{1, err("Signature isn't valid: broadcast needs auth {publicKey, signature} over the challenge")}));
+  EXPECT_EQ(h.refusals(Refusal::not_owner), 1u);
+  EXPECT_EQ(h.refusals(Refusal::unknown_stream), 1u);
+  EXPECT_EQ(h.refusals(Refusal::bad_signature), 1u);
+
+  // The owner answer was cached: B starts s1 without a second chain read.
+  auto a = h.broadcast(1, B, "s1");
+  EXPECT_TRUE(non_sends(a).empty());
+  EXPECT_THAT(sends(a), ElementsAre(Sent{1, R"(42["isStreaming",true])"}));
+}
+
+TEST(SignalRouter, RefusesASecondLiveStream) {
+  Harness h;
+  h.live(1, B, "s1");
+  auto a = h.broadcast(1, B, "s1");
+  EXPECT_THAT(sends(a), ElementsAre(Sent{1, err("You already have a stream running")}));
+  EXPECT_TRUE(non_sends(a).empty());
+  h.connect(2);
+  EXPECT_THAT(sends(h.broadcast(2, B, "s2")), ElementsAre(Sent{2, err("You already have a stream running")}));
+  EXPECT_EQ(h.refusals(Refusal::already_live), 2u);
+  // The HTTP check the web app makes before going live.
+  EXPECT_TRUE(h.router.is_broadcasting(keys::ss58_encode(B.public_key())));
+  EXPECT_FALSE(h.router.is_broadcasting(hex(W)));
+  EXPECT_FALSE(h.router.is_broadcasting("junk"));
+}
+
+TEST(SignalRouter, ABroadcastersDisconnectEndsItsStream) {
+  Harness h;
+  h.live(1, B, "s1");
+  h.connect(2);
+  h.connect(3);
+  h.watch(2, W, "s1");
+  h.subscribers(B, {&W, &W2});
+  h.watch(3, W2, "s1");
+  auto a = h.router.on_close(1, h.now);
+  EXPECT_THAT(sends(a), ElementsAre(Sent{2, R"(42["isStreaming",false])"},
+                                    Sent{2, R"(42["stopBroadcasting",")" + hex(B) + R"(",{"streamId":"s1","userId":")" + hex(W) + R"("}])"},
+                                    Sent{3, R"(42["isStreaming",false])"},
+                                    Sent{3, R"(42["stopBroadcasting",")" + hex(B) + R"(",{"streamId":"s1","userId":")" + hex(W2) + R"("}])"}));
+  EXPECT_EQ(h.router.stream_count(), 0u);
+  EXPECT_EQ(h.router.socket_count(), 2u);
+  EXPECT_TRUE(h.router.on_close(1, h.now).empty());  // twice is harmless
+  // The watchers are free again: nothing of s1 is left on their sockets.
+  EXPECT_TRUE(h.router.on_close(2, h.now).empty());
+}
+
+TEST(SignalRouter, AWatchersDisconnectIsAStopWatching) {
+  Harness h;
+  h.live(1, B, "s1");
+  h.connect(2);
+  h.connect(3);
+  h.watch(2, W, "s1");
+  h.subscribers(B, {&W, &W2});
+  h.watch(3, W2, "s1");
+  EXPECT_THAT(sends(h.router.on_close(2, h.now)),
+              ElementsAre(Sent{1, R"(42["stopWatching",")" + hex(W) + R"(",{"streamId":"s1"}])"},
+                          Sent{1, R"(42["watchersCount",1])"}, Sent{3, R"(42["watchersCount",1])"}));
+  // A Socket.IO DISCONNECT ("41") leaves too, and the socket must CONNECT again to send events.
+  EXPECT_THAT(sends(h.msg(3, "1")), ElementsAre(Sent{1, R"(42["stopWatching",")" + hex(W2) + R"(",{"streamId":"s1"}])"},
+                                              Sent{1, R"(42["watchersCount",0])"}));
+  EXPECT_EQ(h.router.watcher_count("s1"), 0u);
+  auto a = h.msg(3, "0");  // CONNECT again: a new sid and a new challenge
+  ASSERT_EQ(a.size(), 2u);
+  EXPECT_THAT(std::get<SendAction>(a[0]).packet, HasSubstr("40{\"sid\":"));
+  EXPECT_THAT(sends(h.msg(3, R"(2["getIsStreaming",null,{"streamId":"s1"}])")), ElementsAre(Sent{3, R"(42["isStreaming",true])"}));
+}
+
+TEST(SignalRouter, RateLimitBreachWarnsThenCloses) {
+  RouterConfig cfg;
+  cfg.messages_per_second = 1;
+  cfg.message_burst = 2;
+  Harness h(cfg);
+  h.connect(1);  // the CONNECT takes one token
+  const std::string q = R"(2["getIsStreaming",null,{"streamId":"s"}])";
+  EXPECT_THAT(sends(h.msg(1, q)), ElementsAre(Sent{1, R"(42["isStreaming",false])"}));
+  EXPECT_THAT(sends(h.msg(1, q)), ElementsAre(Sent{1, err("Too many messages: slow down to 1 per second")}));
+  auto a = h.msg(1, q);
+  EXPECT_THAT(a, ElementsAre(Action{CloseAction{1, "Too many messages: slow down to 1 per second"}}));
+  EXPECT_EQ(h.router.socket_count(), 0u);
+  EXPECT_EQ(h.refusals(Refusal::rate_limited), 2u);
+  EXPECT_EQ(h.router.counters().closes_by_server, 1u);
+  EXPECT_TRUE(h.msg(1, q).empty());  // a closed socket is forgotten
+}
+
+TEST(SignalRouter, AnIsolatedBreachIsForgiven) {
+  RouterConfig cfg;
+  cfg.messages_per_second = 1;
+  cfg.message_burst = 1;
+  cfg.strike_window_ms = 5000;
+  Harness h(cfg);
+  h.connect(1);
+  const std::string q = R"(2["getIsStreaming",null,{"streamId":"s"}])";
+  EXPECT_THAT(sends(h.msg(1, q)), ElementsAre(Sent{1, err("Too many messages: slow down to 1 per second")}));
+  h.now += 6000;
+  EXPECT_THAT(sends(h.msg(1, q)), ElementsAre(Sent{1, R"(42["isStreaming",false])"}));
+  EXPECT_THAT(sends(h.msg(1, q)), ElementsAre(Sent{1, err("Too many messages: slow down to 1 per second")}));
+  EXPECT_EQ(h.router.socket_count(), 1u);
+}
+
+TEST(SignalRouter, LimitsConnectionsPerIp) {
+  RouterConfig cfg;
+  cfg.max_connections_per_ip = 2;
+  Harness h(cfg);
+  EXPECT_TRUE(h.open(1, "192.0.2.1").empty());
+  EXPECT_TRUE(h.open(2, "192.0.2.1").empty());
+  EXPECT_THAT(h.open(3, "192.0.2.1"),
+              ElementsAre(Action{CloseAction{3, "too many connections from 192.0.2.1; close some first"}}));
+  EXPECT_TRUE(h.open(4, "192.0.2.2").empty());
+  h.router.on_close(1, h.now);
+  EXPECT_TRUE(h.open(5, "192.0.2.1").empty());
+  EXPECT_EQ(h.router.socket_count(), 3u);
+  EXPECT_EQ(h.refusals(Refusal::too_many_connections), 1u);
+}
+
+TEST(SignalRouter, OneChainReadServesEveryQueuedJoin) {
+  Harness h;
+  h.live(1, B, "s1");
+  h.connect(2);
+  h.connect(3);
+  h.connect(4);
+  EXPECT_THAT(non_sends(h.watch(2, W, "s1")), ElementsAre(Action{LookupSubscribers{B.public_key()}}));
+  EXPECT_TRUE(non_sends(h.watch(3, W2, "s1")).empty());
+  EXPECT_TRUE(non_sends(h.watch(4, X, "s1")).empty());
+  EXPECT_EQ(h.router.pending_count(), 3u);
+  EXPECT_EQ(h.router.lookups_in_flight(), 1u);
+  auto a = h.subscribers(B, {&W, &W2});
+  EXPECT_EQ(h.router.pending_count(), 0u);
+  EXPECT_EQ(h.router.lookups_in_flight(), 0u);
+  EXPECT_EQ(h.router.watcher_count("s1"), 2u);
+  auto s = sends(a);
+  EXPECT_EQ(s.back(), (Sent{4, err("You aren't subscribed to this speaker")}));
+  EXPECT_EQ(h.router.counters().chain_lookups, 2u);  // the stream owner and one subscriber set
+}
+
+TEST(SignalRouter, CachedAnswersExpire) {
+  RouterConfig cfg;
+  cfg.cache_ttl_ms = 1000;
+  Harness h(cfg);
+  h.live(1, B, "s1");
+  h.connect(2);
+  h.connect(3);
+  h.connect(4);
+  h.watch(2, W, "s1");
+  h.subscribers(B, {&W, &W2, &X});
+  h.now += 999;
+  EXPECT_TRUE(non_sends(h.watch(3, W2, "s1")).empty());
+  h.now += 1;
+  h.router.on_tick(h.now);
+  EXPECT_EQ(h.router.cache_size(), 0u);
+  EXPECT_THAT(non_sends(h.watch(4, X, "s1")), ElementsAre(Action{LookupSubscribers{B.public_key()}}));
+  h.subscribers(B, {&W, &W2, &X});
+  EXPECT_EQ(h.router.watcher_count("s1"), 3u);
+
+  // A chain event invalidates at once.
+  h.router.invalidate_subscribers(B.public_key());
+  h.router.on_close(4, h.now);
+  h.connect(5);
+  EXPECT_THAT(non_sends(h.watch(5, X, "s1")), ElementsAre(Action{LookupSubscribers{B.public_key()}}));
+}
+
+TEST(SignalRouter, ChainFailuresAndTimeoutsRefuseTheWaitingJoins) {
+  RouterConfig cfg;
+  cfg.chain_timeout_ms = 5000;
+  Harness h(cfg);
+  h.live(1, B, "s1");
+  h.connect(2);
+  h.watch(2, W, "s1");
+  EXPECT_THAT(sends(h.router.on_subscribers_answer({B.public_key(), false, {}}, h.now)),
+              ElementsAre(Sent{2, err("Could not read subscriptions from the chain: try again")}));
+  EXPECT_THAT(non_sends(h.watch(2, W, "s1")), ElementsAre(Action{LookupSubscribers{B.public_key()}}));
+  h.now += 4999;
+  EXPECT_TRUE(h.router.on_tick(h.now).empty());
+  h.now += 1;
+  EXPECT_THAT(sends(h.router.on_tick(h.now)), ElementsAre(Sent{2, err("Could not read subscriptions from the chain: try again")}));
+  EXPECT_EQ(h.router.pending_count(), 0u);
+  EXPECT_EQ(h.router.lookups_in_flight(), 0u);
+  EXPECT_EQ(h.refusals(Refusal::chain_unavailable), 2u);
+}
+
+TEST(SignalRouter, BoundsTheJoinsWaitingForTheChain) {
+  RouterConfig cfg;
+  cfg.max_pending_per_socket = 1;
+  Harness h(cfg);
+  h.live(1, B, "s1");
+  h.connect(2);
+  h.watch(2, W, "s1");
+  EXPECT_THAT(sends(h.watch(2, W2, "s1")), ElementsAre(Sent{2, err("Too many joins are waiting for the chain: try again shortly")}));
+  EXPECT_EQ(h.router.pending_count(), 1u);
+  h.router.on_close(2, h.now);
+  EXPECT_EQ(h.router.pending_count(), 0u);
+}
+
+TEST(SignalRouter, BoundsTheChainLookupsInFlight) {
+  RouterConfig cfg;
+  cfg.max_pending_joins = 2;
+  Harness h(cfg);
+  h.live(1, B, "s1");
+  h.connect(2);
+  h.connect(3);
+  h.connect(4);
+  h.watch(2, W, "s1");
+  EXPECT_THAT(non_sends(h.broadcast(3, X, "s9")), ElementsAre(Action{LookupStream{"s9"}}));
+  h.router.on_close(2, h.now);
+  h.router.on_close(3, h.now);
+  // The joins are gone but their two lookups are still out: a third is refused.
+  EXPECT_EQ(h.router.pending_count(), 0u);
+  EXPECT_EQ(h.router.lookups_in_flight(), 2u);
+  EXPECT_THAT(sends(h.broadcast(4, X, "s8")), ElementsAre(Sent{4, err("Too many joins are waiting for the chain: try again shortly")}));
+  h.router.on_stream_answer({"s9", true, X.public_key()}, h.now);
+  EXPECT_THAT(non_sends(h.broadcast(4, X, "s8")), ElementsAre(Action{LookupStream{"s8"}}));
+}
+
+TEST(SignalRouter, LegacySignedMsgIsOffByDefault) {
+  Harness h;
+  h.live(1, B, "s1");
+  h.connect(2);
+  const std::string address = keys::ss58_encode(W.public_key());
+  Json o;
+  o["streamId"] = "s1";
+  o["signedMsg"] = to_hex(W.sign(view("<Bytes>" + address + "</Bytes>")));
+  o["encodedId"] = address;
+  EXPECT_THAT(sends(h.event(2, Json::array({"watch", hex(W), o}))),
+              ElementsAre(Sent{2, err("Signature isn't valid: this server needs auth {publicKey, signature} over the challenge")}));
+}
+
+TEST(SignalRouter, LegacySignedMsgWhenSwitchedOn) {
+  RouterConfig cfg;
+  cfg.legacy_signed_msg = true;
+  Harness h(cfg);
+  h.live(1, B, "s1");
+  h.connect(2);
+  // Exactly what the web app sends: watch(decodedAddress, {streamId, signedMsg, encodedId}).
+  const std::string address = keys::ss58_encode(W.public_key());
+  Json o;
+  o["streamId"] = "s1";
+  o["signedMsg"] = to_hex(W.sign(view("<Bytes>" + address + "</Bytes>")));
+  o["encodedId"] = address;
+  const Json watch = Json::array({"watch", hex(W), o});
+  EXPECT_THAT(non_sends(h.event(2, watch)), ElementsAre(Action{LookupSubscribers{B.public_key()}}));
+  h.subscribers(B, {&W, &X});
+  EXPECT_EQ(h.router.watcher_count("s1"), 1u);
+  // The web app repeats watch every 2 s until media flows: the broadcaster hears it again.
+  EXPECT_THAT(sends(h.event(2, watch)),
+              ElementsAre(Sent{1, R"(42["watch",")" + hex(W) + R"(",{"streamId":"s1"}])"},
+                          Sent{1, R"(42["watchersCount",1])"}, Sent{1, R"(42["isStreaming",true])"},
+                          Sent{2, R"(42["watchersCount",1])"}, Sent{2, R"(42["isStreaming",true])"},
+                          Sent{2, R"(42["placement",{"parentId":")" + hex(B) + R"(","depth":1}])"}));
+  EXPECT_EQ(h.router.watcher_count("s1"), 1u);
+
+  // W's legacy signature does not let X watch as X, nor as W with X's address.
+  h.connect(3);
+  Json stolen = Json::array({"watch", hex(X), o});
+  EXPECT_THAT(sends(h.event(3, stolen)), ElementsAre(Sent{3, err("Signature isn't valid")}));
+  const std::string x_address = keys::ss58_encode(X.public_key());
+  Json mixed = o;
+  mixed["encodedId"] = x_address;
+  mixed["signedMsg"] = to_hex(X.sign(view("<Bytes>" + x_address + "</Bytes>")));
+  EXPECT_THAT(sends(h.event(3, Json::array({"watch", hex(W), mixed}))), ElementsAre(Sent{3, err("Signature isn't valid")}));
+  // The challenge still works in legacy mode.
+  EXPECT_THAT(sends(h.watch(3, X, "s1")).back(), (Sent{3, R"(42["placement",{"parentId":")" + hex(B) + R"(","depth":1}])"}));
+  EXPECT_EQ(h.router.watcher_count("s1"), 2u);
+}
+
+TEST(SignalRouter, PlacesRelayWatchersAndReplacesOrphans) {
+  RouterConfig cfg;
+  cfg.broadcaster_slots = 1;
+  Harness h(cfg);
+  h.live(1, B, "s1");
+  h.connect(2);
+  h.connect(3);
+  h.connect(4);
+  Json relay;
+  relay["relay"]["slots"] = 1;
+  h.watch(2, W, "s1", relay);
+  EXPECT_THAT(sends(h.subscribers(B, {&W, &W2, &X})).back(),
+              (Sent{2, R"(42["placement",{"parentId":")" + hex(B) + R"(","depth":1}])"}));
+  // The broadcaster is full: W2 goes under W, which is told to make the offer.
+  EXPECT_THAT(sends(h.watch(3, W2, "s1")),
+              ElementsAre(Sent{2, R"(42["watch",")" + hex(W2) + R"(",{"streamId":"s1","relay":true}])"},
+                          Sent{1, R"(42["watchersCount",2])"}, Sent{1, R"(42["isStreaming",true])"},
+                          Sent{2, R"(42["watchersCount",2])"}, Sent{2, R"(42["isStreaming",true])"},
+                          Sent{3, R"(42["watchersCount",2])"}, Sent{3, R"(42["isStreaming",true])"},
+                          Sent{3, R"(42["placement",{"parentId":")" + hex(W) + R"(","depth":2}])"}));
+  // Everyone is full now.
+  EXPECT_THAT(sends(h.watch(4, X, "s1")), ElementsAre(Sent{4, err("No free relay slot on stream s1: try again later")}));
+
+  // Only a parent may offer to its child; the relay's offer goes through.
+  const std::string offer = R"({"streamId":"s1","userId":")" + hex(W2) + R"(","description":{"type":"offer","sdp":"x"}})";
+  EXPECT_TRUE(sends(h.msg(1, R"(2["offer",")" + hex(B) + "\"," + offer + "]")).empty());
+  EXPECT_THAT(sends(h.msg(2, R"(2["offer",")" + hex(W) + "\"," + offer + "]")),
+              ElementsAre(Sent{3, R"(42["offer",")" + hex(W) + "\"," + offer + "]"}));
+  const std::string answer = R"({"streamId":"s1","userId":")" + hex(W2) + R"(","description":{"type":"answer","sdp":"y"}})";
+  EXPECT_THAT(sends(h.msg(3, R"(2["answer",")" + hex(W) + "\"," + answer + "]")),
+              ElementsAre(Sent{2, R"(42["answer",")" + hex(W) + "\"," + answer + "]"}));
+
+  // The relay leaves: W2 moves under the broadcaster.
+  EXPECT_THAT(sends(h.router.on_close(2, h.now)),
+              ElementsAre(Sent{1, R"(42["stopWatching",")" + hex(W) + R"(",{"streamId":"s1"}])"},
+                          Sent{1, R"(42["watch",")" + hex(W2) + R"(",{"streamId":"s1"}])"},
+                          Sent{3, R"(42["placement",{"parentId":")" + hex(B) + R"(","depth":1}])"},
+                          Sent{1, R"(42["watchersCount",1])"}, Sent{3, R"(42["watchersCount",1])"}));
+}
+
+TEST(SignalRouter, AnOrphanKeepsItsSubtree) {
+  RouterConfig cfg;
+  cfg.broadcaster_slots = 1;
+  Harness h(cfg);
+  const keys::Keypair W3 = keypair(0x03);
+  h.live(1, B, "s1");
+  for (SocketId s : {2, 3, 4}) h.connect(s);
+  Json relay;
+  relay["relay"]["slots"] = 1;
+  h.watch(2, W, "s1", relay);    // B -> W
+  h.subscribers(B, {&W, &W2, &W3});
+  h.watch(3, W2, "s1", relay);   // B -> W -> W2
+  h.watch(4, W3, "s1");          // B -> W -> W2 -> W3
+  // W leaves: W2 moves under B and keeps W3, which only learns its new depth.
+  EXPECT_THAT(sends(h.router.on_close(2, h.now)),
+              ElementsAre(Sent{1, R"(42["stopWatching",")" + hex(W) + R"(",{"streamId":"s1"}])"},
+                          Sent{1, R"(42["watch",")" + hex(W2) + R"(",{"streamId":"s1"}])"},
+                          Sent{3, R"(42["placement",{"parentId":")" + hex(B) + R"(","depth":1}])"},
+                          Sent{4, R"(42["placement",{"parentId":")" + hex(W2) + R"(","depth":2}])"},
+                          Sent{1, R"(42["watchersCount",2])"}, Sent{3, R"(42["watchersCount",2])"},
+                          Sent{4, R"(42["watchersCount",2])"}));
+  // W3's relay parent is still W2: W2 may offer to it, B may not.
+  const std::string offer = R"({"streamId":"s1","userId":")" + hex(W3) + R"(","description":{"type":"offer","sdp":"x"}})";
+  EXPECT_EQ(sends(h.msg(3, R"(2["offer",")" + hex(W2) + "\"," + offer + "]")).size(), 1u);
+  EXPECT_TRUE(sends(h.msg(1, R"(2["offer",")" + hex(B) + "\"," + offer + "]")).empty());
+}
+
+TEST(SignalRouter, AnOrphanWithNowhereToGoLeaves) {
+  RouterConfig cfg;
+  cfg.broadcaster_slots = 1;
+  Harness h(cfg);
+  const keys::Keypair W3 = keypair(0x03);
+  h.live(1, B, "s1");
+  for (SocketId s : {2, 3, 4}) h.connect(s);
+  Json relay;
+  relay["relay"]["slots"] = 2;
+  h.watch(2, W, "s1", relay);  // B -> W -> {W2, W3}
+  h.subscribers(B, {&W, &W2, &W3});
+  h.watch(3, W2, "s1");
+  h.watch(4, W3, "s1");
+  EXPECT_THAT(sends(h.router.on_close(2, h.now)),
+              ElementsAre(Sent{1, R"(42["stopWatching",")" + hex(W) + R"(",{"streamId":"s1"}])"},
+                          Sent{1, R"(42["watch",")" + hex(W2) + R"(",{"streamId":"s1"}])"},
+                          Sent{3, R"(42["placement",{"parentId":")" + hex(B) + R"(","depth":1}])"},
+                          Sent{4, err("No free relay slot on stream s1: watch again later")},
+                          Sent{1, R"(42["stopWatching",")" + hex(W3) + R"(",{"streamId":"s1"}])"},
+                          Sent{1, R"(42["watchersCount",1])"}, Sent{3, R"(42["watchersCount",1])"}));
+  EXPECT_EQ(h.router.watcher_count("s1"), 1u);
+  EXPECT_EQ(h.refusals(Refusal::no_slot), 1u);
+}
+
+TEST(SignalRouter, RefusesSpoofedSignalling) {
+  Harness h;
+  h.live(1, B, "s1");
+  h.connect(2);
+  h.connect(3);
+  h.watch(2, W, "s1");
+  h.subscribers(B, {&W, &W2});
+  h.watch(3, W2, "s1");
+  // W pretends to be the broadcaster and offers to W2.
+  const std::string offer = R"({"streamId":"s1","userId":")" + hex(W2) + R"(","description":{"type":"offer","sdp":"x"}})";
+  EXPECT_THAT(sends(h.msg(2, R"(2["offer",")" + hex(B) + "\"," + offer + "]")),
+              ElementsAre(Sent{2, err("offer: this connection is not " + hex(B) + " on stream s1")}));
+  // W answers in W2's name.
+  const std::string answer = R"({"streamId":"s1","userId":")" + hex(W2) + R"(","description":{"type":"answer","sdp":"y"}})";
+  EXPECT_THAT(sends(h.msg(2, R"(2["answer",")" + hex(B) + "\"," + answer + "]")),
+              ElementsAre(Sent{2, err("answer: this connection is not " + hex(W2) + " on stream s1")}));
+  // Watchers are not each other's peers: a candidate from W to W2 goes nowhere.
+  const std::string cand = R"({"userId":")" + hex(W) + R"(","streamId":"s1","candidate":{"candidate":"c"}})";
+  EXPECT_TRUE(sends(h.msg(2, R"(2["candidate",")" + hex(W2) + "\"," + cand + "]")).empty());
+  // Non-owners cannot stop the stream.
+  EXPECT_THAT(sends(h.event(2, Json::array({"stopBroadcasting", hex(B), {{"streamId", "s1"}}}))),
+              ElementsAre(Sent{2, err("Only the broadcaster can stop stream s1")}));
+  EXPECT_EQ(h.refusals(Refusal::spoofed), 2u);
+  EXPECT_EQ(h.router.counters().messages_relayed, 0u);
+}
+
+TEST(SignalRouter, OversizeAndMalformedPacketsStrikeThenClose) {
+  RouterConfig cfg;
+  cfg.max_frame = 100;
+  Harness h(cfg);
+  h.connect(1);
+  EXPECT_THAT(sends(h.msg(1, "2[\"" + std::string(100, 'a') + "\"]")),
+              ElementsAre(Sent{1, err("Message of 105 bytes exceeds the 100-byte limit")}));
+  auto a = h.msg(1, "2[\"a\"");
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_THAT(std::get<CloseAction>(a[0]).reason, HasSubstr("Malformed Socket.IO packet"));
+  EXPECT_EQ(h.refusals(Refusal::too_large), 1u);
+  EXPECT_EQ(h.refusals(Refusal::protocol), 1u);
+
+  // Wrong argument types are answered, not punished: the web app sends some.
+  h.connect(2);
+  for (int i = 0; i < 3; ++i)
+    EXPECT_THAT(sends(h.msg(2, R"(2["watch",5,{}])")),
+                ElementsAre(Sent{2, err("watch: argument 1 (userId) must be a non-empty string of at most 128 bytes")}));
+  EXPECT_EQ(h.router.socket_count(), 1u);
+}
+
+TEST(SignalRouter, SocketIoHousekeeping) {
+  Harness h;
+  EXPECT_TRUE(h.open(1).empty());
+  // Events before CONNECT close the socket at once, as socket.io does.
+  EXPECT_THAT(h.msg(1, R"(2["getIsStreaming",null,{"streamId":"s"}])"),
+              ElementsAre(Action{CloseAction{1, "protocol error: event before CONNECT"}}));
+  h.open(2);
+  EXPECT_THAT(h.msg(2, "0/admin,"), ElementsAre(Action{SendAction{2, R"(44/admin,{"message":"Invalid namespace"})"}}));
+  h.msg(2, "0");
+  // An ack id gets an empty ack; unknown events and acks from the client are ignored.
+  EXPECT_THAT(sends(h.msg(2, R"(25["getIsStreaming",null,{"streamId":"s"}])")),
+              ElementsAre(Sent{2, R"(42["isStreaming",false])"}, Sent{2, "435[]"}));
+  EXPECT_TRUE(h.msg(2, R"(2["updateOffers","0x",{}])").empty());
+  EXPECT_TRUE(h.msg(2, "31[]").empty());
+  // A socket that never CONNECTs is closed after the connect timeout.
+  h.open(3);
+  EXPECT_TRUE(h.router.on_tick(h.now + 44999).empty());
+  EXPECT_THAT(h.router.on_tick(h.now + 45000), ElementsAre(Action{CloseAction{3, "no Socket.IO CONNECT in time"}}));
+  EXPECT_EQ(refusal_name(Refusal::not_subscribed), "not_subscribed");
+  EXPECT_EQ(refusal_name(Refusal::busy), "busy");
+}
