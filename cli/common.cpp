@@ -20,17 +20,48 @@ void add_output_flags(CLI::App& sub, Common& c, bool with_json) {
 void add_chain_flags(CLI::App& sub, Common& c) {
   add_output_flags(sub, c);
   sub.add_option("--endpoint", c.over.endpoint,
-                 "ledger (embedded, the default); mainnet, testnet, local or a URL are not reachable in this build [env P2PSTREAM_ENDPOINT]");
+                 "ledger (embedded, the default), mainnet, testnet, local, or an http(s):// or ws(s):// node URL "
+                 "[env P2PSTREAM_ENDPOINT]");
   sub.add_option("--program", c.over.program, "W3Bstreaming program id, 0x + 64 hex [env P2PSTREAM_PROGRAM]");
+}
+
+void add_node_wait_flags(CLI::App& sub, Common& c) {
+  sub.add_flag("--finalized", c.over.send.finalized, "On a node: wait for a finalized block, not the best one");
 }
 
 void add_send_flags(CLI::App& sub, Common& c) {
   add_chain_flags(sub, c);
+  auto& o = c.over.send;
   sub.add_option("--account", c.over.account, "Key to sign with [env P2PSTREAM_ACCOUNT, config account]");
   sub.add_flag("--dry-run", c.dry_run, "Print the hex Sails payload and send nothing");
+  add_node_wait_flags(sub, c);
+  sub.add_option("--timeout", o.timeout_s, "On a node: seconds to wait for inclusion and the reply (default 60)");
+  sub.add_option("--gas", o.gas, "Gas limit, instead of the node's estimate plus 10% (needed with --offline)");
+  sub.add_flag("--offline", o.offline, "Print the signed extrinsic (hex) and send nothing; needs the flags below");
+  sub.add_option("--nonce", o.offline_params.nonce, "Offline: the account's next nonce");
+  sub.add_option("--spec-version", o.offline_params.spec_version, "Offline: the runtime's spec version");
+  sub.add_option("--tx-version", o.offline_params.tx_version, "Offline: the runtime's transaction version");
+  sub.add_option("--genesis", o.offline_params.genesis, "Offline: the chain's genesis hash, 0x + 64 hex");
+  sub.add_option("--era", o.offline_params.era,
+                 "immortal, or offline PERIOD@BLOCK (e.g. 64@1000); on a node the default is 64 blocks from the best");
+  sub.add_option("--block-hash", o.offline_params.block_hash, "Offline: the hash of the era's block (mortal eras)");
+  sub.add_option("--metadata", o.metadata_file,
+                 "Offline: runtime metadata file (state_getMetadata bytes; default: the built-in Vara copy)");
 }
 
-session::Session make_session(const Common& c) { return session::Session(config::default_paths(), c.over); }
+session::Session make_session(const Common& c) {
+  const auto& p = c.over.send.offline_params;
+  bool online_era = !p.era || *p.era == "immortal";  // a node anchors a mortal era itself
+  if (!c.over.send.offline && (p.nonce || p.spec_version || p.tx_version || p.genesis || !online_era || p.block_hash ||
+                               c.over.send.metadata_file))
+    throw UsageError(
+        "--nonce, --spec-version, --tx-version, --genesis, --era PERIOD@BLOCK, --block-hash and --metadata apply only "
+        "with --offline");
+  session::Overrides over = c.over;
+  const Common* cp = &c;
+  over.progress = [cp](const std::string& msg) { info(*cp, msg); };
+  return session::Session(config::default_paths(), std::move(over));
+}
 
 // no-color.org: only a non-empty NO_COLOR turns colour off.
 bool no_color_unset() {
@@ -66,6 +97,17 @@ std::optional<w3b::SendResult> run_plan(const Common& c, session::Session& s, co
                   {"payload", to_hex(payload)}});
     else
       std::cout << to_hex(payload) << std::endl;
+    return std::nullopt;
+  }
+  if (s.offline()) {
+    s.check_offline();
+    for (const auto& w : session::offline_warnings(plan.command)) warn(w);
+    auto signer = s.signer();
+    auto x = s.sign_offline(signer, payload);
+    if (c.json)
+      print_json({{"extrinsic", to_hex(x.extrinsic)}, {"hash", to_hex(x.hash)}});
+    else
+      std::cout << to_hex(x.extrinsic) << std::endl;
     return std::nullopt;
   }
   auto signer = s.signer();

@@ -27,8 +27,12 @@ struct Common {
 void add_output_flags(CLI::App& sub, Common& c, bool with_json = true);
 // Adds the output flags plus --endpoint and --program.
 void add_chain_flags(CLI::App& sub, Common& c);
-// Adds the chain flags plus --account and --dry-run.
+// Adds the chain flags plus --account, --dry-run, the node flags (--finalized, --timeout, --gas) and the
+// offline-signing flags (--offline, --nonce, --spec-version, --tx-version, --genesis, --era, --block-hash,
+// --metadata).
 void add_send_flags(CLI::App& sub, Common& c);
+// --finalized alone, for commands that read blocks (events).
+void add_node_wait_flags(CLI::App& sub, Common& c);
 
 session::Session make_session(const Common& c);
 
@@ -42,8 +46,9 @@ void warn(const std::string& msg);
 
 void print_json(const nlohmann::json& j);
 
-// Runs a planned command: --dry-run prints the payload; otherwise sends it,
-// prints warnings, and returns the result. Returns nullopt on a dry run.
+// Runs a planned command: --dry-run prints the payload, --offline the signed extrinsic (with warnings about
+// the chain state it could not read); otherwise sends it, prints warnings, and returns the result.
+// Returns nullopt on a dry run and offline.
 std::optional<w3b::SendResult> run_plan(const Common& c, session::Session& s, const w3b::Plan& plan);
 // The standard receipt fields, for --json and human output.
 nlohmann::json receipt_json(const chain::Receipt& r);
@@ -68,5 +73,7 @@ void register_delete(CLI::App& app, Common& c);
 void register_subscribe(CLI::App& app, Common& c);
 void register_streams(CLI::App& app, Common& c);
 void register_ledger(CLI::App& app, Common& c);
+void register_events(CLI::App& app, Common& c);
+void register_devnode(CLI::App& app, Common& c);
 
 }  // namespace p2p::cli

@@ -41,6 +41,8 @@ int main(int argc, char** argv) {
   cli::register_subscribe(app, common);
   cli::register_streams(app, common);
   cli::register_ledger(app, common);
+  cli::register_events(app, common);
+  cli::register_devnode(app, common);
 
   try {
     app.parse(argc, argv);

@@ -4,7 +4,7 @@
 # The subcommands of each command path ("" is the top level).
 _p2pstream_subcommands() {
     case $1 in
-        '') echo 'key config profile schedule edit delete subscribe unsubscribe streams ledger' ;;
+        '') echo 'key config profile schedule edit delete subscribe unsubscribe streams ledger events devnode' ;;
         'key') echo 'new list show import' ;;
         'config') echo 'get set unset path' ;;
         'profile') echo 'set' ;;
@@ -28,17 +28,19 @@ _p2pstream_flags() {
         'config unset') echo '-h --help --json -v --verbose -q --quiet' ;;
         'config path') echo '-h --help --json -v --verbose -q --quiet' ;;
         'profile') echo '-h --help --json -v --verbose -q --quiet --endpoint --program --account' ;;
-        'profile set') echo '-h --help --name --surname --img --time-zone --json -v --verbose -q --quiet --endpoint --program --account --dry-run' ;;
-        'schedule') echo '-h --help --title --start --end --duration --description --img --json -v --verbose -q --quiet --endpoint --program --account --dry-run' ;;
-        'edit') echo '-h --help --title --start --end --description --clear-description --img --json -v --verbose -q --quiet --endpoint --program --account --dry-run' ;;
-        'delete') echo '-h --help --json -v --verbose -q --quiet --endpoint --program --account --dry-run' ;;
-        'subscribe') echo '-h --help --json -v --verbose -q --quiet --endpoint --program --account --dry-run' ;;
-        'unsubscribe') echo '-h --help --json -v --verbose -q --quiet --endpoint --program --account --dry-run' ;;
+        'profile set') echo '-h --help --name --surname --img --time-zone --json -v --verbose -q --quiet --endpoint --program --account --dry-run --finalized --timeout --gas --offline --nonce --spec-version --tx-version --genesis --era --block-hash --metadata' ;;
+        'schedule') echo '-h --help --title --start --end --duration --description --img --json -v --verbose -q --quiet --endpoint --program --account --dry-run --finalized --timeout --gas --offline --nonce --spec-version --tx-version --genesis --era --block-hash --metadata' ;;
+        'edit') echo '-h --help --title --start --end --description --clear-description --img --json -v --verbose -q --quiet --endpoint --program --account --dry-run --finalized --timeout --gas --offline --nonce --spec-version --tx-version --genesis --era --block-hash --metadata' ;;
+        'delete') echo '-h --help --json -v --verbose -q --quiet --endpoint --program --account --dry-run --finalized --timeout --gas --offline --nonce --spec-version --tx-version --genesis --era --block-hash --metadata' ;;
+        'subscribe') echo '-h --help --json -v --verbose -q --quiet --endpoint --program --account --dry-run --finalized --timeout --gas --offline --nonce --spec-version --tx-version --genesis --era --block-hash --metadata' ;;
+        'unsubscribe') echo '-h --help --json -v --verbose -q --quiet --endpoint --program --account --dry-run --finalized --timeout --gas --offline --nonce --spec-version --tx-version --genesis --era --block-hash --metadata' ;;
         'streams') echo '-h --help --upcoming --live --mine --subscribed --by --search --json -v --verbose -q --quiet --endpoint --program --account' ;;
         'streams show') echo '-h --help --json -v --verbose -q --quiet --endpoint --program' ;;
         'ledger') echo '-h --help' ;;
         'ledger log') echo '-h --help --after --json -v --verbose -q --quiet' ;;
         'ledger check') echo '-h --help --json -v --verbose -q --quiet' ;;
+        'events') echo '-h --help --follow --from --json -v --verbose -q --quiet --endpoint --program --finalized' ;;
+        'devnode') echo '-h --help --listen --block-time --ledger --persist --metadata --finality-lag -v --verbose -q --quiet' ;;
     esac
 }
 
@@ -47,15 +49,17 @@ _p2pstream_value_flags() {
     case $1 in
         'key import') echo '--seed --json' ;;
         'profile') echo '--endpoint --program --account' ;;
-        'profile set') echo '--name --surname --img --time-zone --endpoint --program --account' ;;
-        'schedule') echo '--title --start --end --duration --description --img --endpoint --program --account' ;;
-        'edit') echo '--title --start --end --description --img --endpoint --program --account' ;;
-        'delete') echo '--endpoint --program --account' ;;
-        'subscribe') echo '--endpoint --program --account' ;;
-        'unsubscribe') echo '--endpoint --program --account' ;;
+        'profile set') echo '--name --surname --img --time-zone --endpoint --program --account --timeout --gas --nonce --spec-version --tx-version --genesis --era --block-hash --metadata' ;;
+        'schedule') echo '--title --start --end --duration --description --img --endpoint --program --account --timeout --gas --nonce --spec-version --tx-version --genesis --era --block-hash --metadata' ;;
+        'edit') echo '--title --start --end --description --img --endpoint --program --account --timeout --gas --nonce --spec-version --tx-version --genesis --era --block-hash --metadata' ;;
+        'delete') echo '--endpoint --program --account --timeout --gas --nonce --spec-version --tx-version --genesis --era --block-hash --metadata' ;;
+        'subscribe') echo '--endpoint --program --account --timeout --gas --nonce --spec-version --tx-version --genesis --era --block-hash --metadata' ;;
+        'unsubscribe') echo '--endpoint --program --account --timeout --gas --nonce --spec-version --tx-version --genesis --era --block-hash --metadata' ;;
         'streams') echo '--by --search --endpoint --program --account' ;;
         'streams show') echo '--endpoint --program' ;;
         'ledger log') echo '--after' ;;
+        'events') echo '--from --endpoint --program' ;;
+        'devnode') echo '--listen --block-time --ledger --metadata --finality-lag' ;;
     esac
 }
 

@@ -41,7 +41,7 @@ FALLBACK_SETTINGS = [("endpoint", ""), ("program", ""), ("account", ""), ("signa
 SECTION_RE = re.compile(r"^(Options|Positionals|Subcommands):$")
 NAMES_RE = re.compile(r"^-{1,2}[A-Za-z0-9?][\w-]*(,-{1,2}[A-Za-z0-9?][\w-]*)*$")
 POS_NAME_RE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
-TYPE_RE = re.compile(r"^([A-Z][A-Z0-9_:<>]*|\{[^}]*\}|\[[^\]]*\]|\.\.\.)$")
+TYPE_RE = re.compile(r"^([A-Z][A-Z0-9_:<>]*(=\S*)?|\{[^}]*\}|\[[^\]]*\]|\.\.\.)$")
 FLAG_RE = re.compile(r"^-{1,2}[A-Za-z0-9][\w-]*$")
 
 
