@@ -20,7 +20,10 @@ void add_one(CLI::App& app, Common& c, bool subscribe) {
     auto s = make_session(c);
     auto me = s.keystore().info(s.account_name()).public_key;
     auto state = w3b::Client(s.transport(), s.program_id()).state();
-    auto plan = subscribe ? w3b::plan_subscribe(state, me, who) : w3b::plan_unsubscribe(state, me, who);
+    // Offline there is no state to check against: send what was asked (run_plan warns).
+    auto plan = s.offline() ? w3b::Plan{subscribe ? w3b::Command(w3b::Subscribe{who}) : w3b::Command(w3b::Unsubscribe{who}), {}}
+                : subscribe ? w3b::plan_subscribe(state, me, who)
+                            : w3b::plan_unsubscribe(state, me, who);
     if (auto r = run_plan(c, s, plan))
       print_sent(c, *r, fmt::format("{} {}", subscribe ? "subscribed to" : "unsubscribed from", address(who)),
                  {{"account", address(who)}});

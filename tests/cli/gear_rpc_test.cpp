@@ -561,6 +561,16 @@ TEST(CliGearRpc, OfflineNamesEveryMissingFlag) {
   EXPECT_NE(r.err.find("power of two"), std::string::npos) << r.err;
 }
 
+TEST(CliGearRpc, OfflineUnsubscribeSignsWithoutTheSubscriptionGuard) {
+  World w;
+  // Offline there is no state, so the "not subscribed" guard cannot run; the message is signed as asked.
+  p2p::test::Run r = w.h.run({"unsubscribe", w.bob, "--offline", "--program", kSomeProgram, "--nonce", "0",
+                              "--spec-version", "1", "--tx-version", "1", "--genesis", kSomeProgram, "--era",
+                              "immortal", "--gas", "1000000000", "--json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("\"extrinsic\""), std::string::npos) << r.out;
+}
+
 TEST(CliGearRpc, OfflineSignedExtrinsicIsAcceptedByTheNode) {
   World w;
   Devnode node(w.h);
