@@ -75,5 +75,6 @@ void register_streams(CLI::App& app, Common& c);
 void register_ledger(CLI::App& app, Common& c);
 void register_events(CLI::App& app, Common& c);
 void register_devnode(CLI::App& app, Common& c);
+void register_signal(CLI::App& app, Common& c);
 
 }  // namespace p2p::cli

@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
   cli::register_ledger(app, common);
   cli::register_events(app, common);
   cli::register_devnode(app, common);
+  cli::register_signal(app, common);
 
   try {
     app.parse(argc, argv);

@@ -4,7 +4,7 @@
 # The subcommands of each command path ("" is the top level).
 _p2pstream_subcommands() {
     case $1 in
-        '') echo 'key config profile schedule edit delete subscribe unsubscribe streams ledger events devnode' ;;
+        '') echo 'key config profile schedule edit delete subscribe unsubscribe streams ledger events devnode signal' ;;
         'key') echo 'new list show import' ;;
         'config') echo 'get set unset path' ;;
         'profile') echo 'set' ;;
@@ -41,6 +41,7 @@ _p2pstream_flags() {
         'ledger check') echo '-h --help --json -v --verbose -q --quiet' ;;
         'events') echo '-h --help --follow --from --json -v --verbose -q --quiet --endpoint --program --finalized' ;;
         'devnode') echo '-h --help --listen --block-time --ledger --persist --metadata --finality-lag -v --verbose -q --quiet' ;;
+        'signal') echo '-h --help --listen --tls-cert --tls-key --legacy-auth --max-frame --max-conn --max-conn-per-ip --msg-rate --msg-burst --ping-interval --ping-timeout --max-body --cache-ttl --max-watchers --max-streams-per-broadcaster --cors-origin -v --verbose -q --quiet --endpoint --program' ;;
     esac
 }
 
@@ -60,6 +61,7 @@ _p2pstream_value_flags() {
         'ledger log') echo '--after' ;;
         'events') echo '--from --endpoint --program' ;;
         'devnode') echo '--listen --block-time --ledger --metadata --finality-lag' ;;
+        'signal') echo '--listen --tls-cert --tls-key --max-frame --max-conn --max-conn-per-ip --msg-rate --msg-burst --ping-interval --ping-timeout --max-body --cache-ttl --max-watchers --max-streams-per-broadcaster --cors-origin --endpoint --program' ;;
     esac
 }
 

@@ -5,7 +5,7 @@
 function __p2pstream_subcommands
     switch $argv[1]
         case ''
-            printf '%s\n' 'key' 'config' 'profile' 'schedule' 'edit' 'delete' 'subscribe' 'unsubscribe' 'streams' 'ledger' 'events' 'devnode'
+            printf '%s\n' 'key' 'config' 'profile' 'schedule' 'edit' 'delete' 'subscribe' 'unsubscribe' 'streams' 'ledger' 'events' 'devnode' 'signal'
         case 'key'
             printf '%s\n' 'new' 'list' 'show' 'import'
         case 'config'
@@ -48,6 +48,8 @@ function __p2pstream_value_flags
             printf '%s\n' '--from' '--endpoint' '--program'
         case 'devnode'
             printf '%s\n' '--listen' '--block-time' '--ledger' '--metadata' '--finality-lag'
+        case 'signal'
+            printf '%s\n' '--listen' '--tls-cert' '--tls-key' '--max-frame' '--max-conn' '--max-conn-per-ip' '--msg-rate' '--msg-burst' '--ping-interval' '--ping-timeout' '--max-body' '--cache-ttl' '--max-watchers' '--max-streams-per-broadcaster' '--cors-origin' '--endpoint' '--program'
     end
 end
 
@@ -131,6 +133,7 @@ complete -c p2pstream -n "__p2pstream_word ''" -a 'streams' -d 'List scheduled s
 complete -c p2pstream -n "__p2pstream_word ''" -a 'ledger' -d 'Inspect the embedded ledger'
 complete -c p2pstream -n "__p2pstream_word ''" -a 'events' -d 'Print the program\'s events (StreamIsScheduled, Subscribed, ...)'
 complete -c p2pstream -n "__p2pstream_word ''" -a 'devnode' -d 'Run a local stand-in Gear node (JSON-RPC over HTTP and WebSocket)'
+complete -c p2pstream -n "__p2pstream_word ''" -a 'signal' -d 'Run the signalling server (socket.io v4, w3bstreaming protocol)'
 complete -c p2pstream -n "__p2pstream_in ''" -s h -l help -d 'Print this help message and exit'
 complete -c p2pstream -n "__p2pstream_in ''" -l version -d 'Display program version information and exit'
 
@@ -427,3 +430,26 @@ complete -c p2pstream -n "__p2pstream_in 'devnode'" -l metadata -x -d 'Runtime m
 complete -c p2pstream -n "__p2pstream_in 'devnode'" -l finality-lag -x -d 'Blocks between the best and the finalized block (default 1)'
 complete -c p2pstream -n "__p2pstream_in 'devnode'" -s v -l verbose -d 'More detail on stderr (repeatable)'
 complete -c p2pstream -n "__p2pstream_in 'devnode'" -s q -l quiet -d 'Only errors on stderr'
+
+# p2pstream signal
+complete -c p2pstream -n "__p2pstream_in 'signal'" -s h -l help -d 'Print this help message and exit'
+complete -c p2pstream -n "__p2pstream_in 'signal'" -l listen -x -d 'HOST:PORT to listen on; port 0 picks a free one'
+complete -c p2pstream -n "__p2pstream_in 'signal'" -l tls-cert -x -d 'PEM certificate: serve https/wss'
+complete -c p2pstream -n "__p2pstream_in 'signal'" -l tls-key -x -d 'PEM private key for --tls-cert'
+complete -c p2pstream -n "__p2pstream_in 'signal'" -l legacy-auth -d 'Also accept the web app\'s watch signature (signedMsg/encodedId, ed25519 only); it has no nonce'
+complete -c p2pstream -n "__p2pstream_in 'signal'" -l max-frame -x -d 'Largest Socket.IO packet in bytes'
+complete -c p2pstream -n "__p2pstream_in 'signal'" -l max-conn -x -d 'Most connections in all'
+complete -c p2pstream -n "__p2pstream_in 'signal'" -l max-conn-per-ip -x -d 'Most connections from one IP address'
+complete -c p2pstream -n "__p2pstream_in 'signal'" -l msg-rate -x -d 'Messages per second one connection may send (sustained)'
+complete -c p2pstream -n "__p2pstream_in 'signal'" -l msg-burst -x -d 'Messages one connection may send at once'
+complete -c p2pstream -n "__p2pstream_in 'signal'" -l ping-interval -x -d 'Engine.IO ping interval in ms'
+complete -c p2pstream -n "__p2pstream_in 'signal'" -l ping-timeout -x -d 'How long to wait for a pong, in ms'
+complete -c p2pstream -n "__p2pstream_in 'signal'" -l max-body -x -d 'Largest polling POST body in bytes'
+complete -c p2pstream -n "__p2pstream_in 'signal'" -l cache-ttl -x -d 'How long chain answers are reused, in ms'
+complete -c p2pstream -n "__p2pstream_in 'signal'" -l max-watchers -x -d 'Most watchers on one stream'
+complete -c p2pstream -n "__p2pstream_in 'signal'" -l max-streams-per-broadcaster -x -d 'Live streams one broadcaster may run at once'
+complete -c p2pstream -n "__p2pstream_in 'signal'" -l cors-origin -x -d 'Access-Control-Allow-Origin for polling (\'\' sends none)'
+complete -c p2pstream -n "__p2pstream_in 'signal'" -s v -l verbose -d 'More detail on stderr (repeatable)'
+complete -c p2pstream -n "__p2pstream_in 'signal'" -s q -l quiet -d 'Only errors on stderr'
+complete -c p2pstream -n "__p2pstream_in 'signal'" -l endpoint -x -a 'ledger mainnet testnet local' -d 'Chain to check streams and subscriptions on [env P2PSTREAM_ENDPOINT]'
+complete -c p2pstream -n "__p2pstream_in 'signal'" -l program -x -d 'W3Bstreaming program id, 0x + 64 hex [env P2PSTREAM_PROGRAM]'

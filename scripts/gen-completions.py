@@ -102,7 +102,8 @@ def run_help(binary, path):
 
 def parse_spec(spec):
     """Splits an option spec like `--seed TEXT Excludes: --json` into parts; None if it is not one."""
-    tokens = spec.split()
+    # CLI11's Range validator prints `UINT:UINT in [1 - 9]=5`; only the type and default matter here.
+    tokens = re.sub(r":[A-Z]+ in \[[^\]]*\]", "", spec).split()
     if not tokens:
         return None
     first, rest = tokens[0], tokens[1:]

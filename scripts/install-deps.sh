@@ -21,8 +21,10 @@ PKGS=(
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
   gstreamer1.0-nice gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-plugins-base-apps
-  # tests
-  libgtest-dev libgmock-dev python3
+  # tests: TLS for the signalling and wss tests, headless chromium for browser interop,
+  # network namespaces and packet loss for the relay tests
+  libgtest-dev libgmock-dev python3 glib-networking openssl
+  chromium fonts-liberation iproute2 nftables
   # fuzzing (clang's libFuzzer)
   clang libclang-rt-14-dev
   # completion and man page checks

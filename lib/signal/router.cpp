@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <deque>
 
+#include "signal/relay_scan.hpp"
 #include "signal/session.hpp"
 
 namespace p2p::signal {
@@ -159,6 +160,12 @@ Actions Router::on_message(SocketId s, std::string_view sio_text, std::int64_t n
                std::to_string(config_.max_frame) + "-byte limit",
            now);
     return std::move(out.actions);
+  }
+  if (st.connected) {
+    if (auto r = scan_relay(sio_text, config_.protocol, config_.max_json_depth)) {
+      forward_scanned(out, s, *r);
+      return std::move(out.actions);
+    }
   }
   auto p = parse_sio(sio_text, SioLimits{config_.max_frame, config_.max_json_depth, 128});
   if (!p) {
@@ -628,6 +635,37 @@ void Router::forward_candidate(Out& out, SocketId s, const CandidateMsg& m) {
   Member* to = to_key ? member(it->second, *to_key) : nullptr;
   if (!to || (from->parent != to->key && to->parent != from->key)) return;  // not peers
   out.send(to->socket, candidate_event(m.user_id, m.candidate));
+  ++counters_.messages_relayed;
+}
+
+void Router::forward_scanned(Out& out, SocketId s, const RelayScan& r) {
+  auto it = streams_.find(r.stream_id);
+  if (it == streams_.end()) return;
+  const bool offer = r.kind == RelayScan::Kind::offer;
+  const std::string_view from_id = offer ? r.first : r.user_id;
+  const std::string_view to_id = offer ? r.user_id : r.first;
+  const char* name = offer ? "offer" : r.kind == RelayScan::Kind::answer ? "answer" : "candidate";
+  Member* from = sender(it->second, s, from_id);
+  if (!from)
+    return out.refuse(s, Refusal::spoofed,
+                      std::string(name) + ": this connection is not " + std::string(from_id) + " on stream " + it->first);
+  auto to_key = parse_id(to_id);
+  Member* to = to_key ? member(it->second, *to_key) : nullptr;
+  if (!to) return;
+  const bool peers = offer                         ? to->parent == from->key
+                     : r.kind == RelayScan::Kind::answer ? from->parent == to->key
+                                                   : from->parent == to->key || to->parent == from->key;
+  if (!peers) return;
+  // The scanned ids hold no escapes, so they go out as they came, like the payloads.
+  std::string packet;
+  if (r.kind == RelayScan::Kind::candidate) {
+    packet.reserve(r.user_id.size() + r.candidate.size() + 32);
+    packet.append("42[\"candidate\",\"").append(r.user_id).append("\",{\"candidate\":").append(r.candidate).append("}]");
+  } else {
+    packet.reserve(r.first.size() + r.payload.size() + 24);
+    packet.append("42[\"").append(name).append("\",\"").append(r.first).append("\",").append(r.payload).append("]");
+  }
+  out.send(to->socket, std::move(packet));
   ++counters_.messages_relayed;
 }
 

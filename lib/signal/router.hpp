@@ -34,6 +34,7 @@
 namespace p2p::signal {
 
 using SocketId = std::uint64_t;
+struct RelayScan;
 // Fills the span with cryptographically random bytes (libsodium's randombytes_buf in production).
 using RandomFn = std::function<void(std::span<std::uint8_t>)>;
 
@@ -243,6 +244,8 @@ class Router {
   void forward_offer(Out& out, SocketId s, const OfferMsg& m);
   void forward_answer(Out& out, SocketId s, const AnswerMsg& m);
   void forward_candidate(Out& out, SocketId s, const CandidateMsg& m);
+  // offer/answer/candidate read by scan_relay: the same checks, no JSON tree (the hot path).
+  void forward_scanned(Out& out, SocketId s, const RelayScan& r);
   void stop_broadcasting(Out& out, SocketId s, const StopBroadcastingMsg& m);
   void stop_watching(Out& out, SocketId s, const StopWatchingMsg& m);
 

@@ -1,0 +1,741 @@
+// signal_load: the load generator of the signalling benchmark. One thread, epoll, raw RFC 6455
+// WebSocket clients speaking Engine.IO v4 / Socket.IO v5 text, so that one process can hold
+// 10,000+ connections (socket.io-client in one node process caps out first).
+//
+// Connections come in groups: one broadcaster and K watchers per stream. Phases:
+//   connect   all N sockets: WebSocket handshake, Engine.IO open, Socket.IO CONNECT
+//   join      broadcasters `broadcast`, then watchers `watch` (signed over the challenge with
+//             --auth challenge); each admitted watcher gets an offer, answers, and both sides
+//             send --candidates candidates: the signalling of one real session
+//   peak      closed loop: each watcher keeps --window candidates in flight to its broadcaster,
+//             which echoes each back; relayed messages per second is the server's peak
+//   latency   open loop at --latency-fraction of the peak rate, watchers -> broadcasters;
+//             one-way relay latency, p50 / p99 / max
+// Results are one JSON object on stdout. Only loopback is used.
+//
+//   signal_load --port P --conns N --watchers K --streams FILE [--auth challenge|none] ...
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sodium.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+std::int64_t now_ns() { return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count(); }
+
+struct Options {
+  std::string host = "127.0.0.1";
+  int port = 0;
+  int conns = 100;
+  int watchers = 9;
+  std::string streams_file;
+  bool auth = true;
+  int sdp_bytes = 2500;
+  int candidates = 4;
+  double peak_s = 8;
+  int window = 2;
+  double latency_s = 8;
+  double latency_fraction = 0.5;
+  int server_pid = 0;
+  int connect_concurrency = 200;
+  int join_concurrency = 200;
+  double timeout_s = 180;
+};
+
+std::string hex(const unsigned char* p, std::size_t n) {
+  static const char* d = "0123456789abcdef";
+  std::string s = "0x";
+  for (std::size_t i = 0; i < n; ++i) {
+    s += d[p[i] >> 4];
+    s += d[p[i] & 15];
+  }
+  return s;
+}
+
+struct Key {
+  unsigned char pk[crypto_sign_PUBLICKEYBYTES];
+  unsigned char sk[crypto_sign_SECRETKEYBYTES];
+  std::string id;
+};
+
+Key key_from_seed(const unsigned char* seed) {
+  Key k;
+  crypto_sign_seed_keypair(k.pk, k.sk, seed);
+  k.id = hex(k.pk, sizeof k.pk);
+  return k;
+}
+
+std::string sign(const Key& k, const std::string& text) {
+  unsigned char sig[crypto_sign_BYTES];
+  crypto_sign_detached(sig, nullptr, reinterpret_cast<const unsigned char*>(text.data()), text.size(), k.sk);
+  return hex(sig, sizeof sig);
+}
+
+long rss_kib(int pid) {
+  if (pid <= 0) return -1;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  return -1;
+}
+
+// CPU seconds (user + system) the process has used, from /proc/PID/stat.
+double cpu_s(int pid) {
+  if (pid <= 0) return -1;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto close = all.rfind(')');
+  if (close == std::string::npos) return -1;
+  std::vector<std::string> f;
+  std::string cur;
+  for (char ch : all.substr(close + 2)) {
+    if (ch == ' ') {
+      f.push_back(cur);
+      cur.clear();
+    } else {
+      cur += ch;
+    }
+  }
+  if (f.size() < 13) return -1;
+  // Fields 14 and 15 of stat (utime, stime) are 11 and 12 after the command name.
+  return static_cast<double>(std::stoll(f[11]) + std::stoll(f[12])) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// The string value after `"key":"` in text, or empty.
+std::string_view field(std::string_view text, std::string_view key) {
+  std::string pat = "\"" + std::string(key) + "\":\"";
+  auto i = text.find(pat);
+  if (i == std::string_view::npos) return {};
+  i += pat.size();
+  auto j = text.find('"', i);
+  return j == std::string_view::npos ? std::string_view() : text.substr(i, j - i);
+}
+
+enum class Stage { connecting, upgrading, open, connected, closed };
+
+struct Conn {
+  int fd = -1;
+  int index = 0;
+  int group = 0;
+  int watcher = -1;  // -1: the group's broadcaster
+  Stage stage = Stage::connecting;
+  std::string in;
+  std::string out;
+  bool writing = false;
+  std::string nonce;
+  bool join_wanted = false;  // waiting for a nonce
+  bool joined = false;
+  int exchange_left = 0;  // offer/answer/candidates still to arrive here
+  std::int64_t join_sent_ns = 0;
+  std::string frag;  // a fragmented message being assembled
+};
+
+class Load {
+ public:
+  explicit Load(Options o) : o_(std::move(o)) {
+    unsigned char seed[32];
+    std::memset(seed, 0x11, sizeof seed);
+    broadcaster_ = key_from_seed(seed);
+    for (int j = 0; j < o_.watchers; ++j) {
+      std::memset(seed, 0x5a, sizeof seed);
+      seed[0] = static_cast<unsigned char>(j & 0xff);
+      seed[1] = static_cast<unsigned char>(j >> 8);
+      watcher_keys_.push_back(key_from_seed(seed));
+      watcher_by_id_[watcher_keys_.back().id] = j;
+    }
+    std::ifstream in(o_.streams_file);
+    for (std::string line; std::getline(in, line);)
+      if (!line.empty()) streams_.push_back(line);
+    const int group = o_.watchers + 1;
+    groups_ = std::min<int>(o_.conns / group, static_cast<int>(streams_.size()));
+    if (groups_ == 0) throw std::runtime_error("no stream ids, or --conns smaller than one group");
+    conns_.resize(static_cast<std::size_t>(groups_ * group));
+    for (int i = 0; i < static_cast<int>(conns_.size()); ++i) {
+      conns_[i].index = i;
+      conns_[i].group = i / group;
+      conns_[i].watcher = i % group - 1;
+    }
+    sdp_ = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\n";
+    while (static_cast<int>(sdp_.size()) < o_.sdp_bytes) sdp_ += "a=candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host\r\n";
+    ep_ = epoll_create1(EPOLL_CLOEXEC);
+    std::memset(&addr_, 0, sizeof addr_);
+    addr_.sin_family = AF_INET;
+    addr_.sin_port = htons(static_cast<std::uint16_t>(o_.port));
+    inet_pton(AF_INET, o_.host.c_str(), &addr_.sin_addr);
+  }
+
+  void run() {
+    const long rss_idle = rss_kib(o_.server_pid);
+    // ---- connect ----
+    auto t0 = now_ns();
+    std::size_t next = 0;
+    while (connected_ + failed_ < static_cast<int>(conns_.size())) {
+      while (next < conns_.size() && pending_connects_ < o_.connect_concurrency) start_connect(conns_[next++]);
+      poll(5);
+      check_timeout(t0, "connect");
+    }
+    const double connect_s = (now_ns() - t0) / 1e9;
+    const long rss_connected = rss_kib(o_.server_pid);
+
+    // ---- join and exchange ----
+    t0 = now_ns();
+    for (auto& c : conns_)
+      if (c.watcher < 0 && c.stage == Stage::connected) join_queue_.push_back(c.index);
+    int broadcasters = static_cast<int>(join_queue_.size());
+    while (live_ + join_refused_ < broadcasters) {
+      pump_joins();
+      poll(5);
+      check_timeout(t0, "broadcast");
+    }
+    const double broadcast_s = (now_ns() - t0) / 1e9;
+    const auto t_watch = now_ns();
+    int watchers = 0;
+    for (auto& c : conns_)
+      if (c.watcher >= 0 && c.stage == Stage::connected && conns_[static_cast<std::size_t>(c.group * (o_.watchers + 1))].joined) {
+        join_queue_.push_back(c.index);
+        c.exchange_left = 2 + 2 * o_.candidates;  // offer, answer and the candidates both ways
+        ++watchers;
+      }
+    const int refused_broadcasts = join_refused_;
+    while (admitted_ + (join_refused_ - refused_broadcasts) < watchers || exchanges_done_ < admitted_) {
+      pump_joins();
+      poll(5);
+      check_timeout(t0, "watch and exchange");
+    }
+    const double watch_s = (now_ns() - t_watch) / 1e9;
+    const double exchange_s = (last_exchange_ns_ - t_watch) / 1e9;
+    const long rss_joined = rss_kib(o_.server_pid);
+    const std::uint64_t exchange_relayed = received_relays_;
+
+    // ---- peak throughput (closed loop) ----
+    phase_ = 'p';
+    received_relays_ = 0;
+    for (auto& c : conns_)
+      if (c.watcher >= 0 && c.joined)
+        for (int k = 0; k < o_.window; ++k) send_candidate(c, broadcaster_conn(c), 'p', now_ns());
+    const auto warm = now_ns() + 1'000'000'000LL;
+    while (now_ns() < warm) poll(1);
+    std::uint64_t base = received_relays_;
+    const double cpu0 = cpu_s(o_.server_pid), self0 = cpu_s(static_cast<int>(::getpid()));
+    auto tp = now_ns();
+    while (now_ns() - tp < static_cast<std::int64_t>(o_.peak_s * 1e9)) poll(1);
+    const double peak_dur = (now_ns() - tp) / 1e9;
+    const double peak = static_cast<double>(received_relays_ - base) / peak_dur;
+    const double server_cpu = (cpu_s(o_.server_pid) - cpu0) / peak_dur;
+    const double load_cpu = (cpu_s(static_cast<int>(::getpid())) - self0) / peak_dur;
+    const long rss_peak = rss_kib(o_.server_pid);
+    phase_ = 'd';  // drain: echoes stop
+    auto drain = now_ns() + 1'500'000'000LL;
+    while (now_ns() < drain) poll(5);
+
+    // ---- latency at a fraction of the peak (open loop) ----
+    phase_ = 'l';
+    std::vector<int> senders;
+    for (auto& c : conns_)
+      if (c.watcher >= 0 && c.joined) senders.push_back(c.index);
+    const double rate = peak * o_.latency_fraction;
+    latencies_.clear();
+    latencies_.reserve(static_cast<std::size_t>(rate * o_.latency_s * 1.1) + 16);
+    std::uint64_t sent = 0;
+    const auto tl = now_ns();
+    const auto span = static_cast<std::int64_t>(o_.latency_s * 1e9);
+    std::size_t rr = 0;
+    while (now_ns() - tl < span && !senders.empty()) {
+      const auto due = static_cast<std::uint64_t>((now_ns() - tl) / 1e9 * rate);
+      while (sent < due) {
+        Conn& c = conns_[static_cast<std::size_t>(senders[rr++ % senders.size()])];
+        send_candidate(c, broadcaster_conn(c), 'l', now_ns());
+        ++sent;
+      }
+      flush_all();
+      // Not a busy loop: it would compete with the server for CPU (and, under SCHED_FIFO, be
+      // throttled for 50 ms each second). Sends of the last millisecond go out together.
+      poll(1);
+    }
+    auto settle = now_ns() + 1'000'000'000LL;
+    while (now_ns() < settle && latencies_.size() < sent) poll(5);
+    std::sort(latencies_.begin(), latencies_.end());
+    auto pct = [&](double p) -> double {
+      if (latencies_.empty()) return -1;
+      return latencies_[std::min(latencies_.size() - 1, static_cast<std::size_t>(p * static_cast<double>(latencies_.size())))] / 1e6;
+    };
+    int open = 0;
+    for (const auto& c : conns_) open += c.stage == Stage::connected;
+
+    std::printf(
+        "{\"connections_attempted\":%zu,\"connections_held\":%d,\"connect_failures\":%d,\"server_closes\":%d,"
+        "\"connect_s\":%.3f,\"connects_per_s\":%.1f,"
+        "\"streams\":%d,\"watchers\":%d,\"broadcast_s\":%.3f,\"watch_s\":%.3f,\"joins_per_s\":%.1f,"
+        "\"join_refusals\":%d,\"errors\":%d,\"exchange_s\":%.3f,\"exchange_relayed\":%llu,"
+        "\"peak_relayed_per_s\":%.1f,\"peak_server_cpu\":%.2f,\"peak_loadgen_cpu\":%.2f,\"latency_rate_per_s\":%.1f,\"latency_sent\":%llu,\"latency_received\":%zu,"
+        "\"latency_p50_ms\":%.3f,\"latency_p99_ms\":%.3f,\"latency_max_ms\":%.3f,"
+        "\"rss_idle_kib\":%ld,\"rss_connected_kib\":%ld,\"rss_joined_kib\":%ld,\"rss_peak_kib\":%ld}\n",
+        conns_.size(), open, failed_, server_closes_, connect_s, connected_ / std::max(connect_s, 1e-9), live_, admitted_,
+        broadcast_s, watch_s, (live_ + admitted_) / std::max(broadcast_s + watch_s, 1e-9), join_refused_, errors_,
+        exchange_s, static_cast<unsigned long long>(exchange_relayed), peak, server_cpu, load_cpu, rate, static_cast<unsigned long long>(sent),
+        latencies_.size(), pct(0.5), pct(0.99), latencies_.empty() ? -1.0 : latencies_.back() / 1e6, rss_idle,
+        rss_connected, rss_joined, rss_peak);
+  }
+
+ private:
+  Conn& broadcaster_conn(const Conn& c) { return conns_[static_cast<std::size_t>(c.group * (o_.watchers + 1))]; }
+  Conn& watcher_conn(int group, int j) { return conns_[static_cast<std::size_t>(group * (o_.watchers + 1) + 1 + j)]; }
+  const std::string& id_of(const Conn& c) const {
+    return c.watcher < 0 ? broadcaster_.id : watcher_keys_[static_cast<std::size_t>(c.watcher)].id;
+  }
+  const std::string& stream_of(const Conn& c) const { return streams_[static_cast<std::size_t>(c.group)]; }
+
+  void check_timeout(std::int64_t since, const char* what) {
+    if (now_ns() - since > static_cast<std::int64_t>(o_.timeout_s * 1e9))
+      throw std::runtime_error(std::string("timed out in the ") + what + " phase (connected " + std::to_string(connected_) +
+                               ", live " + std::to_string(live_) + ", admitted " + std::to_string(admitted_) +
+                               ", exchanges " + std::to_string(exchanges_done_) + ", errors " + std::to_string(errors_) + ")");
+  }
+
+  // ---- sockets ----
+
+  void start_connect(Conn& c) {
+    c.fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c.fd < 0) return fail(c, "socket");
+    int one = 1;
+    ::setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    int rc = ::connect(c.fd, reinterpret_cast<sockaddr*>(&addr_), sizeof addr_);
+    if (rc != 0 && errno != EINPROGRESS) return fail(c, "connect");
+    ++pending_connects_;
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLOUT;
+    ev.data.u32 = static_cast<std::uint32_t>(c.index);
+    ::epoll_ctl(ep_, EPOLL_CTL_ADD, c.fd, &ev);
+    c.writing = true;
+    c.out = "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: " + o_.host + ":" + std::to_string(o_.port) +
+            "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n";
+    c.stage = Stage::upgrading;
+  }
+
+  void fail(Conn& c, const char* what) {
+    if (c.stage == Stage::connecting || c.stage == Stage::upgrading || c.stage == Stage::open) {
+      ++failed_;
+      if (pending_connects_ > 0 && c.stage != Stage::connecting) --pending_connects_;
+      if (failed_ <= 3) std::fprintf(stderr, "signal_load: connection %d failed (%s: %s)\n", c.index, what, std::strerror(errno));
+    } else if (c.stage == Stage::connected) {
+      ++server_closes_;
+      if (server_closes_ <= 3) std::fprintf(stderr, "signal_load: connection %d closed (%s)\n", c.index, what);
+    }
+    if (c.fd >= 0) ::close(c.fd);
+    c.fd = -1;
+    c.stage = Stage::closed;
+  }
+
+  void want_write(Conn& c, bool on) {
+    if (c.writing == on || c.fd < 0) return;
+    c.writing = on;
+    epoll_event ev{};
+    ev.events = EPOLLIN | (on ? EPOLLOUT : 0u);
+    ev.data.u32 = static_cast<std::uint32_t>(c.index);
+    ::epoll_ctl(ep_, EPOLL_CTL_MOD, c.fd, &ev);
+  }
+
+  void flush(Conn& c) {
+    while (!c.out.empty() && c.fd >= 0) {
+      ssize_t n = ::send(c.fd, c.out.data(), c.out.size(), MSG_NOSIGNAL);
+      if (n < 0) {
+        if (errno == EAGAIN) break;
+        return fail(c, "write");
+      }
+      c.out.erase(0, static_cast<std::size_t>(n));
+    }
+    want_write(c, !c.out.empty());
+  }
+
+  void flush_all() {
+    for (int i : dirty_) flush(conns_[static_cast<std::size_t>(i)]);
+    dirty_.clear();
+  }
+
+  // A masked client text frame (RFC 6455 5.3).
+  void send_text(Conn& c, std::string_view payload) {
+    if (c.fd < 0) return;
+    std::string& o = c.out;
+    const bool was_empty = o.empty();
+    o += static_cast<char>(0x81);
+    const std::size_t n = payload.size();
+    if (n < 126) {
+      o += static_cast<char>(0x80 | n);
+    } else if (n < 65536) {
+      o += static_cast<char>(0x80 | 126);
+      o += static_cast<char>(n >> 8);
+      o += static_cast<char>(n & 0xff);
+    } else {
+      o += static_cast<char>(0x80 | 127);
+      for (int s = 56; s >= 0; s -= 8) o += static_cast<char>((static_cast<std::uint64_t>(n) >> s) & 0xff);
+    }
+    rng_ = rng_ * 6364136223846793005ULL + 1442695040888963407ULL;
+    unsigned char mask[4];
+    std::memcpy(mask, &rng_, 4);
+    o.append(reinterpret_cast<const char*>(mask), 4);
+    const std::size_t at = o.size();
+    o.append(payload);
+    for (std::size_t i = 0; i < n; ++i) o[at + i] = static_cast<char>(o[at + i] ^ mask[i & 3]);
+    if (was_empty) dirty_.push_back(c.index);
+  }
+
+  void poll(int timeout_ms) {
+    flush_all();
+    epoll_event evs[512];
+    int n = ::epoll_wait(ep_, evs, 512, timeout_ms);
+    for (int i = 0; i < n; ++i) {
+      Conn& c = conns_[evs[i].data.u32];
+      if (c.fd < 0) continue;
+      if (evs[i].events & (EPOLLERR | EPOLLHUP)) {
+        if (!(evs[i].events & EPOLLIN)) {
+          fail(c, "hangup");
+          continue;
+        }
+      }
+      if (evs[i].events & EPOLLOUT) flush(c);
+      if (evs[i].events & EPOLLIN) read(c);
+    }
+    flush_all();
+  }
+
+  void read(Conn& c) {
+    char buf[65536];
+    while (c.fd >= 0) {
+      ssize_t n = ::recv(c.fd, buf, sizeof buf, 0);
+      if (n == 0) return fail(c, "closed by the server");
+      if (n < 0) {
+        if (errno == EAGAIN) break;
+        return fail(c, "read");
+      }
+      c.in.append(buf, static_cast<std::size_t>(n));
+      if (n < static_cast<ssize_t>(sizeof buf)) break;
+    }
+    if (c.stage == Stage::upgrading) {
+      auto end = c.in.find("\r\n\r\n");
+      if (end == std::string::npos) return;
+      if (c.in.compare(0, 12, "HTTP/1.1 101") != 0) return fail(c, "handshake refused");
+      c.in.erase(0, end + 4);
+      c.stage = Stage::open;
+    }
+    frames(c);
+  }
+
+  void frames(Conn& c) {
+    std::size_t pos = 0;
+    while (c.fd >= 0) {
+      if (c.in.size() - pos < 2) break;
+      const auto* p = reinterpret_cast<const unsigned char*>(c.in.data() + pos);
+      const int op = p[0] & 0x0f;
+      const bool fin = p[0] & 0x80;
+      std::uint64_t len = p[1] & 0x7f;
+      std::size_t hdr = 2;
+      if (len == 126) {
+        if (c.in.size() - pos < 4) break;
+        len = static_cast<std::uint64_t>(p[2]) << 8 | p[3];
+        hdr = 4;
+      } else if (len == 127) {
+        if (c.in.size() - pos < 10) break;
+        len = 0;
+        for (int i = 0; i < 8; ++i) len = len << 8 | p[2 + i];
+        hdr = 10;
+      }
+      if (c.in.size() - pos < hdr + len) break;
+      std::string_view payload(c.in.data() + pos + hdr, static_cast<std::size_t>(len));
+      pos += hdr + static_cast<std::size_t>(len);
+      if (op == 0x8) {
+        fail(c, "close frame");
+        return;
+      }
+      if (op == 0x9) continue;  // servers here do not ping at the WebSocket level
+      if (op == 0x1 && fin) {
+        message(c, payload);
+      } else if (op == 0x1 || op == 0x0) {
+        c.frag.append(payload);
+        if (fin) {
+          std::string whole = std::move(c.frag);
+          c.frag.clear();
+          message(c, whole);
+        }
+      }
+    }
+    if (c.fd >= 0) c.in.erase(0, pos);
+  }
+
+  // ---- Engine.IO / Socket.IO ----
+
+  void message(Conn& c, std::string_view m) {
+    if (m.empty()) return;
+    switch (m[0]) {
+      case '0':
+        send_text(c, "40");
+        return;
+      case '2':
+        send_text(c, "3");
+        return;
+      case '1':
+        return fail(c, "Engine.IO close");
+      case '4':
+        break;
+      default:
+        return;
+    }
+    if (m.size() >= 2 && m[1] == '0') {
+      if (c.stage != Stage::connected) {
+        c.stage = Stage::connected;
+        --pending_connects_;
+        ++connected_;
+      }
+      return;
+    }
+    if (m.size() >= 2 && m[1] == '1') return fail(c, "Socket.IO disconnect");
+    if (m.size() < 5 || m[1] != '2' || m[2] != '[' || m[3] != '"') return;
+    auto end = m.find('"', 4);
+    if (end == std::string_view::npos) return;
+    event(c, m.substr(4, end - 4), m.substr(end + 1));
+  }
+
+  void event(Conn& c, std::string_view name, std::string_view rest) {
+    if (name == "candidate") return on_candidate(c, rest);
+    if (name == "challenge") {
+      c.nonce = std::string(field(rest, "nonce"));
+      if (c.join_wanted) send_join(c);
+      return;
+    }
+    if (name == "isStreaming") {
+      if (c.watcher < 0 && !c.joined && rest.rfind(",true]", 0) == 0) {
+        c.joined = true;
+        ++live_;
+        --joins_in_flight_;
+      }
+      return;
+    }
+    if (name == "watch" && c.watcher < 0) {
+      // watch("<userId>", {...}): the watcher is admitted; the broadcaster offers.
+      auto id = rest.substr(2, rest.find('"', 2) - 2);
+      auto it = watcher_by_id_.find(std::string(id));
+      if (it == watcher_by_id_.end()) return;
+      Conn& w = watcher_conn(c.group, it->second);
+      if (!w.joined) {
+        w.joined = true;
+        ++admitted_;
+        --joins_in_flight_;
+      }
+      std::string offer = "42[\"offer\",\"" + broadcaster_.id + "\",{\"streamId\":\"" + stream_of(c) + "\",\"userId\":\"" +
+                          id_of(w) + "\",\"description\":{\"type\":\"offer\",\"sdp\":\"" + escaped_sdp() + "\"}}]";
+      send_text(c, offer);
+      return;
+    }
+    if (name == "offer" && c.watcher >= 0) {
+      ++received_relays_;
+      exchange_step(c);
+      std::string answer = "42[\"answer\",\"" + broadcaster_.id + "\",{\"streamId\":\"" + stream_of(c) + "\",\"userId\":\"" +
+                           id_of(c) + "\",\"description\":{\"type\":\"answer\",\"sdp\":\"" + escaped_sdp() + "\"}}]";
+      send_text(c, answer);
+      for (int k = 0; k < o_.candidates; ++k) send_candidate(c, broadcaster_conn(c), 'e', now_ns());
+      return;
+    }
+    if (name == "answer" && c.watcher < 0) {
+      ++received_relays_;
+      auto user = field(rest, "userId");
+      auto it = watcher_by_id_.find(std::string(user));
+      if (it == watcher_by_id_.end()) return;
+      Conn& w = watcher_conn(c.group, it->second);
+      exchange_step(w);
+      for (int k = 0; k < o_.candidates; ++k) send_candidate(c, w, 'e', now_ns());
+      return;
+    }
+    if (name == "error") {
+      ++errors_;
+      auto msg = field(rest, "message");
+      if (errors_ <= 5) std::fprintf(stderr, "signal_load: error event on %d: %.*s\n", c.index, static_cast<int>(msg.size()), msg.data());
+      if (msg.find("Too many joins") != std::string_view::npos && !c.joined) {
+        --joins_in_flight_;
+        join_queue_.push_back(c.index);  // the server is busy with the chain: retry
+      } else if (!c.joined && (msg.find("Stream") != std::string_view::npos || msg.find("Signature") != std::string_view::npos ||
+                               msg.find("subscribed") != std::string_view::npos || msg.find("already") != std::string_view::npos)) {
+        --joins_in_flight_;
+        ++join_refused_;
+      }
+      return;
+    }
+  }
+
+  const std::string& escaped_sdp() {
+    if (sdp_json_.empty())
+      for (char ch : sdp_) {
+        if (ch == '\r') sdp_json_ += "\\r";
+        else if (ch == '\n') sdp_json_ += "\\n";
+        else sdp_json_ += ch;
+      }
+    return sdp_json_;
+  }
+
+  void exchange_step(Conn& w) {
+    if (w.exchange_left > 0 && --w.exchange_left == 0) {
+      ++exchanges_done_;
+      last_exchange_ns_ = now_ns();
+    }
+  }
+
+  // candidate(targetId, {userId, streamId, candidate}); the candidate line carries the phase,
+  // a send timestamp and nothing else the server looks at.
+  void send_candidate(Conn& from, Conn& to, char phase, std::int64_t t) {
+    char line[160];
+    int n = std::snprintf(line, sizeof line,
+                          "candidate:842163049 1 udp 1677729535 127.0.0.1 %d typ srflx raddr 0.0.0.0 rport 0 generation 0 "
+                          "ufrag sK3q network-cost 999 x-b %c %lld",
+                          40000 + (from.index % 20000), phase, static_cast<long long>(t));
+    std::string m = "42[\"candidate\",\"" + id_of(to) + "\",{\"userId\":\"" + id_of(from) + "\",\"streamId\":\"" +
+                    stream_of(from) + "\",\"candidate\":{\"candidate\":\"" + std::string(line, static_cast<std::size_t>(n)) +
+                    "\",\"sdpMid\":\"0\",\"sdpMLineIndex\":0}}]";
+    send_text(from, m);
+  }
+
+  void on_candidate(Conn& c, std::string_view rest) {
+    ++received_relays_;
+    auto tag = rest.find(" x-b ");
+    if (tag == std::string_view::npos || tag + 6 >= rest.size()) return;
+    const char phase = rest[tag + 5];
+    const long long t = std::strtoll(rest.data() + tag + 7, nullptr, 10);
+    if (phase == 'e') {
+      if (c.watcher >= 0) return exchange_step(c);
+      auto it = watcher_by_id_.find(std::string(rest.substr(2, 66)));
+      if (it != watcher_by_id_.end()) exchange_step(watcher_conn(c.group, it->second));
+      return;
+    }
+    if (phase == 'p' && phase_ == 'p') {
+      if (c.watcher < 0) {
+        auto it = watcher_by_id_.find(std::string(rest.substr(2, 66)));
+        if (it != watcher_by_id_.end()) send_candidate(c, watcher_conn(c.group, it->second), 'p', t);
+      } else {
+        send_candidate(c, broadcaster_conn(c), 'p', now_ns());
+      }
+      return;
+    }
+    if (phase == 'l') latencies_.push_back(now_ns() - t);
+  }
+
+  // ---- joins ----
+
+  void pump_joins() {
+    while (!join_queue_.empty() && joins_in_flight_ < o_.join_concurrency) {
+      Conn& c = conns_[static_cast<std::size_t>(join_queue_.front())];
+      join_queue_.pop_front();
+      if (c.stage != Stage::connected) continue;
+      ++joins_in_flight_;
+      c.join_wanted = true;
+      if (!o_.auth || !c.nonce.empty()) send_join(c);
+    }
+  }
+
+  void send_join(Conn& c) {
+    c.join_wanted = false;
+    c.join_sent_ns = now_ns();
+    const bool b = c.watcher < 0;
+    const std::string& stream = stream_of(c);
+    std::string payload = "{\"streamId\":\"" + stream + "\"";
+    if (o_.auth) {
+      const Key& k = b ? broadcaster_ : watcher_keys_[static_cast<std::size_t>(c.watcher)];
+      std::string text = std::string("p2pstream-signal:v1:") + (b ? "broadcast" : "watch") + ":" + stream + ":" + c.nonce;
+      payload += ",\"auth\":{\"publicKey\":\"" + k.id + "\",\"signature\":\"" + sign(k, text) + "\"}";
+      c.nonce.clear();
+    }
+    payload += "}";
+    send_text(c, std::string("42[\"") + (b ? "broadcast" : "watch") + "\",\"" + id_of(c) + "\"," + payload + "]");
+  }
+
+  Options o_;
+  Key broadcaster_;
+  std::vector<Key> watcher_keys_;
+  std::unordered_map<std::string, int> watcher_by_id_;
+  std::vector<std::string> streams_;
+  std::vector<Conn> conns_;
+  int groups_ = 0;
+  std::string sdp_, sdp_json_;
+  int ep_ = -1;
+  sockaddr_in addr_{};
+  std::vector<int> dirty_;
+  std::uint64_t rng_ = 0x9e3779b97f4a7c15ULL;
+  int pending_connects_ = 0, connected_ = 0, failed_ = 0, server_closes_ = 0;
+  std::deque<int> join_queue_;
+  int joins_in_flight_ = 0, live_ = 0, admitted_ = 0, join_refused_ = 0, errors_ = 0;
+  int exchanges_done_ = 0;
+  std::int64_t last_exchange_ns_ = 0;
+  std::uint64_t received_relays_ = 0;
+  char phase_ = 'e';
+  std::vector<std::int64_t> latencies_;
+};
+
+Options parse(int argc, char** argv) {
+  Options o;
+  auto need = [&](int& i) -> std::string {
+    if (i + 1 >= argc) throw std::runtime_error(std::string(argv[i]) + " needs a value");
+    return argv[++i];
+  };
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--host") o.host = need(i);
+    else if (a == "--port") o.port = std::stoi(need(i));
+    else if (a == "--conns") o.conns = std::stoi(need(i));
+    else if (a == "--watchers") o.watchers = std::stoi(need(i));
+    else if (a == "--streams") o.streams_file = need(i);
+    else if (a == "--auth") o.auth = need(i) == "challenge";
+    else if (a == "--sdp-bytes") o.sdp_bytes = std::stoi(need(i));
+    else if (a == "--candidates") o.candidates = std::stoi(need(i));
+    else if (a == "--peak-s") o.peak_s = std::stod(need(i));
+    else if (a == "--window") o.window = std::stoi(need(i));
+    else if (a == "--latency-s") o.latency_s = std::stod(need(i));
+    else if (a == "--latency-fraction") o.latency_fraction = std::stod(need(i));
+    else if (a == "--server-pid") o.server_pid = std::stoi(need(i));
+    else if (a == "--connect-concurrency") o.connect_concurrency = std::stoi(need(i));
+    else if (a == "--join-concurrency") o.join_concurrency = std::stoi(need(i));
+    else if (a == "--timeout-s") o.timeout_s = std::stod(need(i));
+    else throw std::runtime_error("unknown option " + a);
+  }
+  if (o.port <= 0 || o.streams_file.empty()) throw std::runtime_error("--port and --streams are required");
+  if (o.host.rfind("127.", 0) != 0) throw std::runtime_error("--host must be a loopback address (127.x.x.x)");
+  return o;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    if (sodium_init() < 0) throw std::runtime_error("libsodium failed to initialise");
+    rlimit r{};
+    if (::getrlimit(RLIMIT_NOFILE, &r) == 0) {
+      r.rlim_cur = r.rlim_max;
+      ::setrlimit(RLIMIT_NOFILE, &r);
+    }
+    Load load(parse(argc, argv));
+    load.run();
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "signal_load: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,78 @@
+// media/gst_util: small GStreamer/GLib helpers shared by the broadcaster, the watcher and the
+// loopback signaller: init, marshalling to the main context, checked element creation and links.
+#pragma once
+#include <gst/gst.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace p2p::media {
+
+// gst_init once per process; throws RuntimeError when GStreamer cannot start.
+void ensure_gst_init();
+
+// Runs fn later on ctx's thread (never inline, even when called from that thread), so webrtcbin
+// signals and promise replies reach our code on the main loop and callers are never re-entered.
+void post(GMainContext* ctx, std::function<void()> fn);
+
+// Runs ctx's loop (nullptr: the default context) on this thread until done() or the timeout;
+// returns done(). For tests, benchmarks and short CLI waits.
+bool iterate_until(GMainContext* ctx, const std::function<bool()>& done, std::chrono::milliseconds timeout);
+
+// A repeating timer on a context; fn returns false to stop. Destroying the Timer cancels it.
+class Timer {
+ public:
+  Timer() = default;
+  Timer(GMainContext* ctx, unsigned interval_ms, std::function<bool()> fn);
+  ~Timer();
+  Timer(Timer&& other) noexcept;
+  Timer& operator=(Timer&& other) noexcept;
+  Timer(const Timer&) = delete;
+  Timer& operator=(const Timer&) = delete;
+  void cancel();
+  bool active() const { return source_ != nullptr; }
+
+ private:
+  GSource* source_ = nullptr;
+};
+
+// Owning reference to any GstObject (elements, pads, bins).
+struct GstObjectUnref {
+  void operator()(void* p) const { gst_object_unref(p); }
+};
+template <class T>
+using GstRef = std::unique_ptr<T, GstObjectUnref>;
+
+// Creates an element or throws a RuntimeError that names the package to install.
+GstElement* make_element(const char* factory, const char* name = nullptr);
+// True when the element factory is installed.
+bool have_element(const char* factory);
+
+// Links or throws: an unchecked failed link means nothing flows and no error appears.
+void link_elements(GstElement* a, GstElement* b);
+void link_pads(GstPad* src, GstPad* sink);
+
+// Parses a bin description ("videotestsrc ! videoconvert") with ghost pads, or throws UsageError.
+GstElement* parse_bin(const std::string& description, bool ghost_unlinked_pads);
+
+// True when a window system is reachable; autovideosink crashes headless (dfbvideosink fallback).
+bool display_available();
+
+// Sets the element to NULL on the calling thread. rtpmanager can deadlock on shutdown, so a
+// watchdog thread prints why and ends the process if NULL is not reached within timeout_ms.
+void set_null_with_watchdog(GstElement* element, unsigned timeout_ms);
+
+// dtlsdec makes the process's one DTLS certificate (an RSA key: 0.1-0.5 s, seconds on a busy
+// machine) when the first one is created. Run this on a helper thread at start-up so the first
+// peer connection does not wait for it.
+void warm_dtls_certificate();
+
+// Microseconds of CLOCK_MONOTONIC (shared by all processes on the machine).
+std::int64_t monotonic_us();
+
+}  // namespace p2p::media

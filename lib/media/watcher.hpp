@@ -1,0 +1,57 @@
+// media/watcher: the receiving side of `p2pstream watch`. A webrtcbin answers the broadcaster's
+// offer (any number of sendonly transceivers, some inactive, as browsers make) and the first
+// live video and audio tracks go to a decoder and sink, or to a muxer and file without
+// re-encoding. Peers are reached only through a Signaller.
+#pragma once
+#include <glib.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "media/options.hpp"
+#include "media/signaller.hpp"
+#include "media/stats.hpp"
+
+namespace p2p::media {
+
+enum class WatchEnd {
+  broadcaster_ended,  // the broadcaster stopped (or dropped us): a normal end
+  error,              // the connection or the pipeline failed
+};
+
+class Watcher {
+ public:
+  // All calls and callbacks happen on ctx's thread (nullptr: the default main context), which
+  // the caller runs. The signaller must outlive the Watcher. Throws UsageError for bad options,
+  // e.g. WatchSink::display with no display.
+  Watcher(WatchOptions options, Signaller& signaller, GMainContext* ctx = nullptr);
+  ~Watcher();
+  Watcher(const Watcher&) = delete;
+  Watcher& operator=(const Watcher&) = delete;
+
+  // Starts the signaller (which asks the broadcaster for a session) and waits for the offer.
+  void start();
+  // Leaves the session and tears the pipeline down. Idempotent.
+  void stop();
+  bool ended() const;
+
+  WatchStats stats() const;  // the latest figures, refreshed every stats interval
+  std::uint64_t frames() const;         // decoded (or recorded) video frames so far
+  std::uint64_t audio_buffers() const;  // decoded (or recorded) audio buffers so far
+  std::string session() const;          // "" until an offer arrived
+  // The answer we sent ("" until then), for tests and --verbose.
+  std::string local_answer() const;
+
+  void set_on_stats(std::function<void(const WatchStats&)> cb);
+  // Called once when watching ends for good; the pipeline is already stopped then.
+  void set_on_end(std::function<void(WatchEnd why, const std::string& message)> cb);
+
+  struct Impl;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace p2p::media

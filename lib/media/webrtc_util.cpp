@@ -1,0 +1,169 @@
+// media/webrtc_util: webrtcbin creation, promises, SDP conversion and offer inspection.
+#include "media/webrtc_util.hpp"
+
+#include <gst/sdp/sdp.h>
+
+#include <algorithm>
+#include <cctype>
+
+#include "media/gst_util.hpp"
+#include "util/error.hpp"
+
+namespace p2p::media {
+
+GstElement* make_webrtcbin(const IceOptions& ice, const std::string& name) {
+  GstElement* webrtc = make_element("webrtcbin", name.c_str());
+  g_object_set(webrtc, "bundle-policy", GST_WEBRTC_BUNDLE_POLICY_MAX_BUNDLE, nullptr);
+  if (!ice.stun.empty()) g_object_set(webrtc, "stun-server", ice.stun.c_str(), nullptr);
+  for (const auto& turn : ice.turn) {
+    gboolean ok = FALSE;
+    g_signal_emit_by_name(webrtc, "add-turn-server", turn.c_str(), &ok);
+    if (!ok) {
+      gst_object_unref(webrtc);
+      throw UsageError("webrtcbin refused the TURN server '" + turn + "'");
+    }
+  }
+  GObject* agent_wrapper = nullptr;
+  g_object_get(webrtc, "ice-agent", &agent_wrapper, nullptr);
+  if (agent_wrapper != nullptr) {
+    if (g_object_class_find_property(G_OBJECT_GET_CLASS(agent_wrapper), "ice-tcp") != nullptr) {
+      g_object_set(agent_wrapper, "ice-tcp", ice.ice_tcp ? TRUE : FALSE, nullptr);
+    }
+    if (g_object_class_find_property(G_OBJECT_GET_CLASS(agent_wrapper), "agent") != nullptr) {
+      GObject* nice = nullptr;
+      g_object_get(agent_wrapper, "agent", &nice, nullptr);
+      if (nice != nullptr) {
+        g_object_set(nice, "upnp", FALSE, nullptr);
+        g_object_unref(nice);
+      }
+    }
+    g_object_unref(agent_wrapper);
+  }
+  return webrtc;
+}
+
+namespace {
+
+using PromiseFn = std::function<void(const PromiseReply&)>;
+
+void on_promise_changed(GstPromise* promise, gpointer data) {
+  auto* fn = static_cast<PromiseFn*>(data);
+  PromiseReply r;
+  r.replied = gst_promise_wait(promise) == GST_PROMISE_RESULT_REPLIED;
+  if (r.replied) r.reply = gst_promise_get_reply(promise);
+  (*fn)(r);
+  gst_promise_unref(promise);
+}
+
+void delete_promise_fn(gpointer data) { delete static_cast<PromiseFn*>(data); }
+
+std::string upper(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+  return s;
+}
+
+std::string media_direction(const GstSDPMedia* m, const GstSDPMessage* msg) {
+  static const char* dirs[] = {"sendrecv", "sendonly", "recvonly", "inactive"};
+  for (const char* d : dirs) {
+    if (gst_sdp_media_get_attribute_val(m, d) != nullptr) return d;
+  }
+  for (const char* d : dirs) {
+    if (gst_sdp_message_get_attribute_val(msg, d) != nullptr) return d;
+  }
+  return "sendrecv";  // RFC 4566 default
+}
+
+bool contains(const std::vector<std::string>& v, const std::string& s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+}  // namespace
+
+GstPromise* make_promise(std::function<void(const PromiseReply&)> fn) {
+  // The change func owns the only reference and drops it; the emitter refs it while it works.
+  return gst_promise_new_with_change_func(on_promise_changed, new PromiseFn(std::move(fn)),
+                                          delete_promise_fn);
+}
+
+std::string PromiseReply::error() const {
+  if (!replied) return "no reply (the peer connection closed)";
+  if (reply == nullptr || !gst_structure_has_field(reply, "error")) return "";
+  GError* err = nullptr;
+  gst_structure_get(reply, "error", G_TYPE_ERROR, &err, nullptr);
+  std::string msg = err != nullptr ? err->message : "unknown error";
+  g_clear_error(&err);
+  return msg;
+}
+
+SessionDescription parse_sdp(const Sdp& sdp) {
+  ensure_gst_init();
+  GstSDPMessage* msg = nullptr;
+  if (gst_sdp_message_new_from_text(sdp.text.c_str(), &msg) != GST_SDP_OK || msg == nullptr ||
+      gst_sdp_message_medias_len(msg) == 0) {
+    if (msg != nullptr) gst_sdp_message_free(msg);
+    throw RuntimeError(std::string("the peer sent an ") + to_string(sdp.type) + " that is not valid SDP");
+  }
+  auto type = sdp.type == SdpType::offer ? GST_WEBRTC_SDP_TYPE_OFFER : GST_WEBRTC_SDP_TYPE_ANSWER;
+  return SessionDescription(gst_webrtc_session_description_new(type, msg), SdpDeleter{});
+}
+
+std::string sdp_text(const GstWebRTCSessionDescription* desc) {
+  if (desc == nullptr || desc->sdp == nullptr) return "";
+  gchar* text = gst_sdp_message_as_text(desc->sdp);
+  std::string out = text != nullptr ? text : "";
+  g_free(text);
+  return out;
+}
+
+const std::vector<std::string>& receivable_video_codecs() {
+  static const std::vector<std::string> codecs{"VP8", "H264", "VP9"};
+  return codecs;
+}
+
+const std::vector<std::string>& receivable_audio_codecs() {
+  static const std::vector<std::string> codecs{"OPUS"};
+  return codecs;
+}
+
+std::vector<OfferedMedia> summarize_offer(const std::string& text) {
+  ensure_gst_init();
+  GstSDPMessage* msg = nullptr;
+  if (gst_sdp_message_new_from_text(text.c_str(), &msg) != GST_SDP_OK || msg == nullptr ||
+      gst_sdp_message_medias_len(msg) == 0) {
+    if (msg != nullptr) gst_sdp_message_free(msg);
+    throw RuntimeError("the offer is not valid SDP (no m-lines)");
+  }
+  std::vector<OfferedMedia> out;
+  for (guint i = 0; i < gst_sdp_message_medias_len(msg); ++i) {
+    const GstSDPMedia* m = gst_sdp_message_get_media(msg, i);
+    OfferedMedia om;
+    om.kind = gst_sdp_media_get_media(m) != nullptr ? gst_sdp_media_get_media(m) : "";
+    om.direction = media_direction(m, msg);
+    // Port 0 rejects an m-line, except with a=bundle-only (max-bundle offers, RFC 8843).
+    om.rejected = gst_sdp_media_get_port(m) == 0 && gst_sdp_media_get_attribute_val(m, "bundle-only") == nullptr;
+    for (guint a = 0; a < gst_sdp_media_attributes_len(m); ++a) {
+      const GstSDPAttribute* attr = gst_sdp_media_get_attribute(m, a);
+      if (attr->key == nullptr || attr->value == nullptr || std::string(attr->key) != "rtpmap") continue;
+      // "96 VP8/90000": the name sits between the space and the slash.
+      std::string v = attr->value;
+      auto sp = v.find(' ');
+      auto slash = v.find('/', sp == std::string::npos ? 0 : sp);
+      if (sp == std::string::npos || slash == std::string::npos || slash <= sp + 1) continue;
+      std::string name = upper(v.substr(sp + 1, slash - sp - 1));
+      if (!contains(om.codecs, name)) om.codecs.push_back(name);
+    }
+    const auto& usable = om.kind == "video"   ? receivable_video_codecs()
+                         : om.kind == "audio" ? receivable_audio_codecs()
+                                              : std::vector<std::string>{};
+    bool peer_sends = om.direction == "sendrecv" || om.direction == "sendonly";
+    om.receivable = !om.rejected && peer_sends &&
+                    std::any_of(om.codecs.begin(), om.codecs.end(),
+                                [&](const std::string& c) { return contains(usable, c); });
+    out.push_back(std::move(om));
+  }
+  gst_sdp_message_free(msg);
+  return out;
+}
+
+}  // namespace p2p::media

@@ -1,0 +1,61 @@
+// media/webrtc_util: webrtcbin setup and SDP plumbing shared by the broadcaster and the watcher
+// (ICE options, promises with C++ callbacks, SDP text both ways, reading an offer's m-lines).
+#pragma once
+#ifndef GST_USE_UNSTABLE_API
+#define GST_USE_UNSTABLE_API
+#endif
+#include <gst/gst.h>
+#include <gst/webrtc/webrtc.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "media/options.hpp"
+#include "media/signaller.hpp"
+
+namespace p2p::media {
+
+// A webrtcbin with max-bundle, the given STUN/TURN servers, libnice's UPnP off (it adds
+// ~200 ms to gathering) and host TCP candidates only when asked for.
+GstElement* make_webrtcbin(const IceOptions& ice, const std::string& name);
+
+// What a promise came back with. webrtcbin replies to set-*-description with no structure
+// on success, so "replied" and "reply" are separate.
+struct PromiseReply {
+  bool replied = false;                 // false: interrupted or expired
+  const GstStructure* reply = nullptr;  // may be null even when replied
+  // The error the reply carries ("error" field), or "" when there is none.
+  std::string error() const;
+};
+
+// A promise whose outcome runs fn on webrtcbin's thread; pass it to one emit and do not unref it.
+GstPromise* make_promise(std::function<void(const PromiseReply&)> fn);
+
+struct SdpDeleter {
+  void operator()(GstWebRTCSessionDescription* d) const { gst_webrtc_session_description_free(d); }
+};
+using SessionDescription = std::shared_ptr<GstWebRTCSessionDescription>;
+
+// Throws RuntimeError when the text is not SDP.
+SessionDescription parse_sdp(const Sdp& sdp);
+std::string sdp_text(const GstWebRTCSessionDescription* desc);
+
+// One m-line of an offer, as far as a watcher cares.
+struct OfferedMedia {
+  std::string kind;       // "audio", "video", or the SDP media name
+  std::string direction;  // sendrecv | sendonly | recvonly | inactive
+  bool rejected = false;  // port 0
+  std::vector<std::string> codecs;  // encoding names from a=rtpmap, upper case
+  // We can receive from it: the peer sends, and a codec we can depayload is offered.
+  bool receivable = false;
+};
+// Throws RuntimeError when the text is not SDP.
+std::vector<OfferedMedia> summarize_offer(const std::string& sdp_text);
+
+// The video codecs a watcher accepts, best first, and the audio one.
+const std::vector<std::string>& receivable_video_codecs();
+const std::vector<std::string>& receivable_audio_codecs();
+
+}  // namespace p2p::media
