@@ -65,6 +65,9 @@ struct BroadcastOptions {
   // Drops this fraction of each watcher's video RTP packets before webrtcbin, evenly spread,
   // so they are lost for good (tests and benchmarks of the loss handling; 0..0.5).
   double simulate_loss = 0;
+  // Relay trees (--max-direct): most watchers served directly; the rest go to relaying
+  // watchers. 0 = no limit.
+  unsigned max_direct = 0;
 
   void validate() const;  // UsageError naming the bad flag
 };
@@ -89,6 +92,8 @@ struct WatchOptions {
   unsigned shutdown_timeout_ms = 5000;
   // Called for every decoded video frame (streaming thread).
   std::function<void(const RawFrame&)> on_video_frame;
+  // --relay K (0..8): children served from the received stream without re-encoding.
+  unsigned relay_slots = 0;
 
   void validate() const;
 };

@@ -26,8 +26,15 @@ struct SignallerEvents {
   std::function<void(const std::string& session, const std::string& candidate, unsigned mline)>
       remote_ice;
   std::function<void(const std::string& session)> session_ended;
-  // Signalling failed (server gone, refused...). The media object stops what it was doing.
+  // Signalling failed for good (refused, server unreachable after retries). The media object
+  // stops what it was doing.
   std::function<void(const std::string& message)> error;
+  // Relay trees: the server placed us (or re-placed us) under `parent` at `depth` (1 = fed by
+  // the broadcaster). The old parent's session, if any, has ended or will end.
+  std::function<void(const std::string& parent, unsigned depth)> placement;
+  // Something worth telling the user that is not fatal, e.g. "No relay slot free" (we wait in
+  // the server's queue) or "reconnecting to the signalling server".
+  std::function<void(const std::string& message)> notice;
 };
 
 // Calls are made from the main context's thread only.
@@ -43,6 +50,9 @@ class Signaller {
   virtual void add_ice(const std::string& session, const std::string& candidate, unsigned mline) = 0;
   // Our side ends the session; the peer gets session_ended.
   virtual void end_session(const std::string& session) = 0;
+  // The peer connection of `session` failed (ICE/DTLS). A watcher reports its parent this way so
+  // the server re-places it at once; the default just ends the session.
+  virtual void report_failed(const std::string& session) { end_session(session); }
 };
 
 }  // namespace p2p::media

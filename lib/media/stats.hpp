@@ -24,6 +24,11 @@ struct WatchStats {
   std::optional<double> rtt_ms;               // when RTCP gave one
   std::optional<double> decode_latency_ms;    // mean time a frame spent in the decoder
   std::optional<double> first_frame_ms;       // from start to the first decoded frame
+  // Relay trees: where we are (parent "" and depth 0 before placement) and whom we serve.
+  std::string parent;
+  unsigned depth = 0;
+  unsigned children = 0;            // relay sessions open now
+  std::uint64_t frames_forwarded = 0;  // video frames passed to the relay tee
 };
 
 struct BroadcastStats {
