@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <iostream>
 
+#include "config/config.hpp"
 #include "keys/ed25519.hpp"
 #include "timespec/timespec.hpp"
 #include "w3b/messages.hpp"
@@ -181,6 +182,49 @@ nlohmann::json profile_json(const w3b::ActorId& who, const w3b::Profile& p) {
           {"stream_ids", p.stream_ids},
           {"subscribers", subs},
           {"subscriptions", subscriptions}};
+}
+
+void add_live_flags(CLI::App& sub, LiveFlags& f) {
+  sub.add_option("--signal", f.signal,
+                 "Signalling server URL, http(s):// or ws(s):// [env P2PSTREAM_SIGNAL, config signal; default "
+                 "http://127.0.0.1:3001]");
+  sub.add_option("--stun", f.stun, "STUN server, stun://host:port (default: none; enough on one LAN)");
+  sub.add_option("--turn", f.turn, "TURN server, turn(s)://user:password@host:port (repeatable)");
+  sub.add_flag("--insecure", f.tls_insecure, "Accept any TLS certificate from the signalling server (test servers)");
+}
+
+std::string signal_url(session::Session& s, const LiveFlags& f) {
+  if (f.signal) {
+    config::check_value("signal", *f.signal);
+    return *f.signal;
+  }
+  if (auto v = s.settings().get("signal")) return *v;
+  return "http://127.0.0.1:3001";
+}
+
+StatusLine::StatusLine(const Common& c) : c_(c), tty_(::isatty(STDERR_FILENO) != 0) {}
+StatusLine::~StatusLine() { finish(); }
+
+void StatusLine::update(const std::string& line) {
+  if (c_.quiet) return;
+  if (tty_) {
+    std::cerr << '\r' << line << "\033[K" << std::flush;
+    drawn_ = true;
+  } else {
+    std::cerr << line << std::endl;
+  }
+}
+
+void StatusLine::message(const std::string& line, bool even_if_quiet) {
+  if (c_.quiet && !even_if_quiet) return;
+  if (drawn_) std::cerr << "\r\033[K";
+  drawn_ = false;
+  std::cerr << line << std::endl;
+}
+
+void StatusLine::finish() {
+  if (drawn_) std::cerr << std::endl;
+  drawn_ = false;
 }
 
 w3b::Patch<std::string> patch_from(const std::optional<std::string>& flag) {

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "session/session.hpp"
 #include "w3b/client.hpp"
@@ -63,6 +64,35 @@ std::string address(const w3b::ActorId& a);  // Vara SS58
 // A flag value that means "clear this field" when empty.
 w3b::Patch<std::string> patch_from(const std::optional<std::string>& flag);
 
+// What `broadcast` and `watch` share: where the signalling server is and how peers reach each other.
+struct LiveFlags {
+  std::optional<std::string> signal;
+  std::string stun;
+  std::vector<std::string> turn;
+  bool tls_insecure = false;
+};
+// Adds --signal, --stun, --turn (repeatable) and --insecure.
+void add_live_flags(CLI::App& sub, LiveFlags& f);
+// --signal, else P2PSTREAM_SIGNAL or the config's `signal`, else http://127.0.0.1:3001.
+std::string signal_url(session::Session& s, const LiveFlags& f);
+
+// The one-line live status on stderr: redrawn in place on a terminal, one line per update
+// otherwise. Messages go on their own line above it. Silent with -q (messages too, unless forced).
+class StatusLine {
+ public:
+  explicit StatusLine(const Common& c);
+  ~StatusLine();
+  void update(const std::string& line);
+  void message(const std::string& line, bool even_if_quiet = false);
+  void finish();  // ends the redrawn line so later output starts clean
+  bool tty() const { return tty_; }
+
+ private:
+  const Common& c_;
+  bool tty_;
+  bool drawn_ = false;
+};
+
 // Registration, one per subcommand file.
 void register_key(CLI::App& app, Common& c);
 void register_config(CLI::App& app, Common& c);
@@ -76,5 +106,7 @@ void register_ledger(CLI::App& app, Common& c);
 void register_events(CLI::App& app, Common& c);
 void register_devnode(CLI::App& app, Common& c);
 void register_signal(CLI::App& app, Common& c);
+void register_broadcast(CLI::App& app, Common& c);
+void register_watch(CLI::App& app, Common& c);
 
 }  // namespace p2p::cli

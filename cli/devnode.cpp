@@ -9,7 +9,7 @@
 #include "common.hpp"
 #include "config/config.hpp"
 #include "devnode/chain.hpp"
-#include "devnode/embedded_metadata.hpp"
+#include "vara_metadata/embedded.hpp"
 #include "devnode/rpc.hpp"
 #include "devnode/rpc_server.hpp"
 #include "ledger/ledger.hpp"
@@ -74,7 +74,7 @@ void run_devnode(const Common& c, const DevnodeFlags& f) {
   auto [host, port] = devnode::parse_listen(f.listen);
   std::uint64_t block_ms = parse_block_time(f.block_time);
 
-  Bytes blob = f.metadata ? read_file(*f.metadata) : Bytes(devnode::embedded_metadata().begin(), devnode::embedded_metadata().end());
+  Bytes blob = f.metadata ? read_file(*f.metadata) : Bytes(vara_metadata::embedded().begin(), vara_metadata::embedded().end());
   auto md = metadata::Metadata::parse(blob);
 
   std::optional<TempDir> tmp;

@@ -44,6 +44,8 @@ int main(int argc, char** argv) {
   cli::register_events(app, common);
   cli::register_devnode(app, common);
   cli::register_signal(app, common);
+  cli::register_broadcast(app, common);
+  cli::register_watch(app, common);
 
   try {
     app.parse(argc, argv);

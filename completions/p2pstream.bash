@@ -4,7 +4,7 @@
 # The subcommands of each command path ("" is the top level).
 _p2pstream_subcommands() {
     case $1 in
-        '') echo 'key config profile schedule edit delete subscribe unsubscribe streams ledger events devnode signal' ;;
+        '') echo 'key config profile schedule edit delete subscribe unsubscribe streams ledger events devnode signal broadcast watch' ;;
         'key') echo 'new list show import' ;;
         'config') echo 'get set unset path' ;;
         'profile') echo 'set' ;;
@@ -42,6 +42,8 @@ _p2pstream_flags() {
         'events') echo '-h --help --follow --from --json -v --verbose -q --quiet --endpoint --program --finalized' ;;
         'devnode') echo '-h --help --listen --block-time --ledger --persist --metadata --finality-lag -v --verbose -q --quiet' ;;
         'signal') echo '-h --help --listen --tls-cert --tls-key --legacy-auth --max-frame --max-conn --max-conn-per-ip --msg-rate --msg-burst --ping-interval --ping-timeout --max-body --cache-ttl --max-watchers --max-streams-per-broadcaster --cors-origin -v --verbose -q --quiet --endpoint --program' ;;
+        'broadcast') echo '-h --help --source --video --bitrate --size --fps --no-audio --max-direct --at-schedule --signal --stun --turn --insecure -v --verbose -q --quiet --json --endpoint --program --account' ;;
+        'watch') echo '-h --help --output --display --ascii --null --stats --duration --latency --relay --no-wait --signal --stun --turn --insecure -v --verbose -q --quiet --account' ;;
     esac
 }
 
@@ -62,6 +64,8 @@ _p2pstream_value_flags() {
         'events') echo '--from --endpoint --program' ;;
         'devnode') echo '--listen --block-time --ledger --metadata --finality-lag' ;;
         'signal') echo '--listen --tls-cert --tls-key --max-frame --max-conn --max-conn-per-ip --msg-rate --msg-burst --ping-interval --ping-timeout --max-body --cache-ttl --max-watchers --max-streams-per-broadcaster --cors-origin --endpoint --program' ;;
+        'broadcast') echo '--source --video --bitrate --size --fps --max-direct --signal --stun --turn --endpoint --program --account' ;;
+        'watch') echo '--output --duration --latency --relay --signal --stun --turn --account' ;;
     esac
 }
 

@@ -5,7 +5,7 @@
 function __p2pstream_subcommands
     switch $argv[1]
         case ''
-            printf '%s\n' 'key' 'config' 'profile' 'schedule' 'edit' 'delete' 'subscribe' 'unsubscribe' 'streams' 'ledger' 'events' 'devnode' 'signal'
+            printf '%s\n' 'key' 'config' 'profile' 'schedule' 'edit' 'delete' 'subscribe' 'unsubscribe' 'streams' 'ledger' 'events' 'devnode' 'signal' 'broadcast' 'watch'
         case 'key'
             printf '%s\n' 'new' 'list' 'show' 'import'
         case 'config'
@@ -50,6 +50,10 @@ function __p2pstream_value_flags
             printf '%s\n' '--listen' '--block-time' '--ledger' '--metadata' '--finality-lag'
         case 'signal'
             printf '%s\n' '--listen' '--tls-cert' '--tls-key' '--max-frame' '--max-conn' '--max-conn-per-ip' '--msg-rate' '--msg-burst' '--ping-interval' '--ping-timeout' '--max-body' '--cache-ttl' '--max-watchers' '--max-streams-per-broadcaster' '--cors-origin' '--endpoint' '--program'
+        case 'broadcast'
+            printf '%s\n' '--source' '--video' '--bitrate' '--size' '--fps' '--max-direct' '--signal' '--stun' '--turn' '--endpoint' '--program' '--account'
+        case 'watch'
+            printf '%s\n' '--output' '--duration' '--latency' '--relay' '--signal' '--stun' '--turn' '--account'
     end
 end
 
@@ -134,6 +138,8 @@ complete -c p2pstream -n "__p2pstream_word ''" -a 'ledger' -d 'Inspect the embed
 complete -c p2pstream -n "__p2pstream_word ''" -a 'events' -d 'Print the program\'s events (StreamIsScheduled, Subscribed, ...)'
 complete -c p2pstream -n "__p2pstream_word ''" -a 'devnode' -d 'Run a local stand-in Gear node (JSON-RPC over HTTP and WebSocket)'
 complete -c p2pstream -n "__p2pstream_word ''" -a 'signal' -d 'Run the signalling server (socket.io v4, w3bstreaming protocol)'
+complete -c p2pstream -n "__p2pstream_word ''" -a 'broadcast' -d 'Broadcast a stream over WebRTC (GStreamer) to its subscribers'
+complete -c p2pstream -n "__p2pstream_word ''" -a 'watch' -d 'Watch a stream over WebRTC: decode, record, render or relay it'
 complete -c p2pstream -n "__p2pstream_in ''" -s h -l help -d 'Print this help message and exit'
 complete -c p2pstream -n "__p2pstream_in ''" -l version -d 'Display program version information and exit'
 
@@ -453,3 +459,43 @@ complete -c p2pstream -n "__p2pstream_in 'signal'" -s v -l verbose -d 'More deta
 complete -c p2pstream -n "__p2pstream_in 'signal'" -s q -l quiet -d 'Only errors on stderr'
 complete -c p2pstream -n "__p2pstream_in 'signal'" -l endpoint -x -a 'ledger mainnet testnet local' -d 'Chain to check streams and subscriptions on [env P2PSTREAM_ENDPOINT]'
 complete -c p2pstream -n "__p2pstream_in 'signal'" -l program -x -d 'W3Bstreaming program id, 0x + 64 hex [env P2PSTREAM_PROGRAM]'
+
+# p2pstream broadcast
+complete -c p2pstream -n "__p2pstream_in 'broadcast'" -s h -l help -d 'Print this help message and exit'
+complete -c p2pstream -n "__p2pstream_in 'broadcast'" -l source -x -d 'test (test pattern and tone), file:PATH, v4l2:/dev/videoN, uri:URL or pipeline:\'GST-LAUNCH TEXT\''
+complete -c p2pstream -n "__p2pstream_in 'broadcast'" -l video -x -d 'Video codec: vp8 or h264'
+complete -c p2pstream -n "__p2pstream_in 'broadcast'" -l bitrate -x -d 'Video bitrate ceiling, e.g. 800k, 2M; lowered while watchers report loss'
+complete -c p2pstream -n "__p2pstream_in 'broadcast'" -l size -x -d 'Frame size WIDTHxHEIGHT, e.g. 1280x720'
+complete -c p2pstream -n "__p2pstream_in 'broadcast'" -l fps -x -d 'Frames per second (1-120)'
+complete -c p2pstream -n "__p2pstream_in 'broadcast'" -l no-audio -d 'Send video only'
+complete -c p2pstream -n "__p2pstream_in 'broadcast'" -l max-direct -x -d 'Serve at most N watchers directly; the server places the rest under watchers that relay. 0: no limit'
+complete -c p2pstream -n "__p2pstream_in 'broadcast'" -l at-schedule -d 'Wait for the stream\'s start time on chain, broadcast, and stop at its end time'
+complete -c p2pstream -n "__p2pstream_in 'broadcast'" -l signal -x -d 'Signalling server URL, http(s):// or ws(s):// [env P2PSTREAM_SIGNAL, config signal; default http://127.0.0.1:3001]'
+complete -c p2pstream -n "__p2pstream_in 'broadcast'" -l stun -x -d 'STUN server, stun://host:port (default: none; enough on one LAN)'
+complete -c p2pstream -n "__p2pstream_in 'broadcast'" -l turn -x -d 'TURN server, turn(s)://user:password@host:port (repeatable)'
+complete -c p2pstream -n "__p2pstream_in 'broadcast'" -l insecure -d 'Accept any TLS certificate from the signalling server (test servers)'
+complete -c p2pstream -n "__p2pstream_in 'broadcast'" -s v -l verbose -d 'More detail on stderr (repeatable)'
+complete -c p2pstream -n "__p2pstream_in 'broadcast'" -s q -l quiet -d 'Only errors on stderr'
+complete -c p2pstream -n "__p2pstream_in 'broadcast'" -l json -d 'Also print the status as one JSON object a second on stdout, and a summary at the end'
+complete -c p2pstream -n "__p2pstream_in 'broadcast'" -l endpoint -x -a 'ledger mainnet testnet local' -d 'Chain that --at-schedule reads: ledger (default), mainnet, testnet, local or a node URL [env P2PSTREAM_ENDPOINT]'
+complete -c p2pstream -n "__p2pstream_in 'broadcast'" -l program -x -d 'W3Bstreaming program id, 0x + 64 hex [env P2PSTREAM_PROGRAM]'
+complete -c p2pstream -n "__p2pstream_in 'broadcast'" -l account -x -a '(__p2pstream_key_names)' -d 'Key that broadcasts (the stream\'s owner) [env P2PSTREAM_ACCOUNT, config account]'
+
+# p2pstream watch
+complete -c p2pstream -n "__p2pstream_in 'watch'" -s h -l help -d 'Print this help message and exit'
+complete -c p2pstream -n "__p2pstream_in 'watch'" -l output -x -d 'Record to FILE.mkv or FILE.webm (VP8 only) without re-encoding'
+complete -c p2pstream -n "__p2pstream_in 'watch'" -l display -d 'Show the video in a window (needs a display)'
+complete -c p2pstream -n "__p2pstream_in 'watch'" -l ascii -d 'Render the video as ASCII art on stdout'
+complete -c p2pstream -n "__p2pstream_in 'watch'" -l null -d 'Decode and drop (the default when no sink is chosen)'
+complete -c p2pstream -n "__p2pstream_in 'watch'" -l stats -d 'Print fps, bitrate, packets lost, jitter, RTT and decode latency once a second on stdout; --stats=json prints JSON lines (with depth, parent, frames, children)'
+complete -c p2pstream -n "__p2pstream_in 'watch'" -l duration -x -d 'Stop after S seconds (exit 0 if the stream was received)'
+complete -c p2pstream -n "__p2pstream_in 'watch'" -l latency -x -d 'Jitter buffer in ms; NACK retransmission needs 50 or more'
+complete -c p2pstream -n "__p2pstream_in 'watch'" -l relay -x -d 'Forward the stream to up to K other watchers (0-8) without re-encoding'
+complete -c p2pstream -n "__p2pstream_in 'watch'" -l no-wait -d 'Fail (exit 3) if the stream has not started, instead of waiting for it'
+complete -c p2pstream -n "__p2pstream_in 'watch'" -l signal -x -d 'Signalling server URL, http(s):// or ws(s):// [env P2PSTREAM_SIGNAL, config signal; default http://127.0.0.1:3001]'
+complete -c p2pstream -n "__p2pstream_in 'watch'" -l stun -x -d 'STUN server, stun://host:port (default: none; enough on one LAN)'
+complete -c p2pstream -n "__p2pstream_in 'watch'" -l turn -x -d 'TURN server, turn(s)://user:password@host:port (repeatable)'
+complete -c p2pstream -n "__p2pstream_in 'watch'" -l insecure -d 'Accept any TLS certificate from the signalling server (test servers)'
+complete -c p2pstream -n "__p2pstream_in 'watch'" -s v -l verbose -d 'More detail on stderr (repeatable)'
+complete -c p2pstream -n "__p2pstream_in 'watch'" -s q -l quiet -d 'Only errors on stderr'
+complete -c p2pstream -n "__p2pstream_in 'watch'" -l account -x -a '(__p2pstream_key_names)' -d 'Key that watches (must subscribe to the broadcaster) [env P2PSTREAM_ACCOUNT, config account]'

@@ -1,9 +1,10 @@
 // fuzz/signal_fuzz: libFuzzer target for the signalling server's pure core (signal/engineio,
 // signal/session, signal/protocol, signal/router). The input is a script of operations (open,
 // close, Engine.IO frames on a session, raw Socket.IO text, properly signed joins, ticks and
-// chain answers) over a few sockets. Nothing may crash, every packet the router emits must be
-// valid Socket.IO addressed to an open socket, and its memory (sockets, queued joins, lookups,
-// caches, streams) must stay within the configured bounds.
+// chain answers, relay failures) over a few sockets. Nothing may crash, every packet the router
+// emits must be valid Socket.IO addressed to an open socket, its memory (sockets, queued joins,
+// lookups, caches, streams) must stay within the configured bounds, and every relay tree must
+// keep its invariants (Router::check).
 #include <array>
 #include <cstdio>
 #include <cstdlib>
@@ -61,9 +62,9 @@ RouterConfig fuzz_config() {
   return c;
 }
 
-const std::array<keys::Keypair, 3>& accounts() {
-  static const std::array<keys::Keypair, 3> kps = [] {
-    std::array<keys::Keypair, 3> out;
+const std::array<keys::Keypair, 5>& accounts() {
+  static const std::array<keys::Keypair, 5> kps = [] {
+    std::array<keys::Keypair, 5> out;
     for (std::size_t i = 0; i < out.size(); ++i) {
       keys::Seed seed;
       seed.fill(static_cast<std::uint8_t>(0x10 + i));
@@ -118,6 +119,11 @@ struct Harness {
     if (router.stream_count() > config.max_sockets * config.max_streams_per_socket) fail("unbounded streams");
     auto c = router.counters();
     if (c.watchers > config.max_sockets * config.max_streams_per_socket) fail("unbounded watchers");
+    if (c.queued > c.watchers) fail("more queued than watching");
+    if (auto e = router.check(); !e.empty()) {
+      std::fprintf(stderr, "signal_fuzz: %s\n", e.c_str());
+      fail("a router invariant broke");
+    }
   }
 
   void open_socket(SocketId s, std::uint8_t ip) {
@@ -148,7 +154,7 @@ struct Harness {
   // admission, placement and forwarding, which random bytes never would.
   void signed_join(SocketId s, Script& in) {
     std::uint8_t b = in.byte();
-    const auto& kp = accounts()[b % 3];
+    const auto& kp = accounts()[b % 5];
     const std::string stream = kStreams[(b >> 2) % 3];
     const bool broadcast = b & 0x40;
     std::string role = broadcast ? "broadcast" : "watch";
@@ -157,21 +163,22 @@ struct Harness {
     o["streamId"] = stream;
     o["auth"]["publicKey"] = to_hex(kp.public_key());
     o["auth"]["signature"] = to_hex(kp.sign(view(text)));
-    if (b & 0x80) o["relay"]["slots"] = in.byte() % 4;
+    if (b & 0x80) o["relay"]["slots"] = in.byte() % 4;  // a broadcaster's --max-direct too
     Json ev = Json::array({role, to_hex(kp.public_key()), o});
     if (open.count(s)) take(router.on_message(s, "2" + dump_json(ev), now));
   }
 
-  // offer/answer/candidate between the fuzzer's accounts, so forwarding is exercised.
+  // offer/answer/candidate/relayFailed between the fuzzer's accounts, so forwarding and
+  // re-placement are exercised.
   void signalling(SocketId s, Script& in) {
     std::uint8_t b = in.byte();
-    const std::string from = to_hex(accounts()[b % 3].public_key());
-    const std::string to = to_hex(accounts()[(b >> 2) % 3].public_key());
+    const std::string from = to_hex(accounts()[b % 5].public_key());
+    const std::string to = to_hex(accounts()[(b >> 2) % 5].public_key());
     const std::string stream = kStreams[(b >> 4) % 3];
     Json o;
     o["streamId"] = stream;
     Json ev;
-    switch ((b >> 6) % 3) {
+    switch (b >> 6) {
       case 0:
         o["userId"] = to;
         o["description"] = {{"type", "offer"}, {"sdp", "v=0"}};
@@ -182,10 +189,14 @@ struct Harness {
         o["description"] = {{"type", "answer"}, {"sdp", "v=0"}};
         ev = Json::array({"answer", to, o});
         break;
-      default:
+      case 2:
         o["userId"] = from;
         o["candidate"] = {{"candidate", "c"}, {"sdpMid", "0"}, {"sdpMLineIndex", 0}};
         ev = Json::array({"candidate", to, o});
+        break;
+      default:
+        o["parentId"] = to;
+        ev = Json::array({"relayFailed", from, o});
         break;
     }
     if (open.count(s)) take(router.on_message(s, "2" + dump_json(ev), now));
@@ -248,7 +259,7 @@ struct Harness {
           SubscribersAnswer a;
           a.broadcaster = accounts()[b % 3].public_key();
           a.ok = b & 4;
-          for (std::size_t i = 0; i < 3; ++i)
+          for (std::size_t i = 0; i < 5; ++i)
             if (b & (8 << i)) a.subscribers.push_back(accounts()[i].public_key());
           take(router.on_subscribers_answer(a, now));
           break;
@@ -267,7 +278,7 @@ struct Harness {
           const char* names[] = {"stopBroadcasting", "stopWatching", "getWatchersCount", "getIsStreaming"};
           Json o;
           o["streamId"] = kStreams[b % 3];
-          Json ev = Json::array({names[(b >> 2) % 4], to_hex(accounts()[(b >> 4) % 3].public_key()), o});
+          Json ev = Json::array({names[(b >> 2) % 4], to_hex(accounts()[(b >> 4) % 5].public_key()), o});
           if (open.count(s)) take(router.on_message(s, "2" + dump_json(ev), now));
           break;
         }

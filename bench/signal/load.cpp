@@ -9,8 +9,12 @@
 //             send --candidates candidates: the signalling of one real session
 //   peak      closed loop: each watcher keeps --window candidates in flight to its broadcaster,
 //             which echoes each back; relayed messages per second is the server's peak
-//   latency   open loop at --latency-fraction of the peak rate, watchers -> broadcasters;
-//             one-way relay latency, p50 / p99 / max
+//   latency   open loop at --latency-fraction of the peak rate, watchers -> broadcasters, sent
+//             on a fixed schedule (every --pace-us) whatever the replies do; one-way relay
+//             latency from the sender's send() to the kernel's receive timestamp on the receiving
+//             socket (SO_TIMESTAMPING), so the generator's own queueing is not counted; the
+//             user-space receive time is reported beside it, with the sender's lag behind
+//             its schedule, to show when the generator rather than the server was late
 // Results are one JSON object on stdout. Only loopback is used.
 //
 //   signal_load --port P --conns N --watchers K --streams FILE [--auth challenge|none] ...
@@ -21,7 +25,9 @@
 #include <sodium.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <linux/net_tstamp.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -44,6 +50,12 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 std::int64_t now_ns() { return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count(); }
+// Relay stamps use CLOCK_REALTIME: the kernel's receive timestamps are on that clock.
+std::int64_t wall_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000LL + ts.tv_nsec;
+}
 
 struct Options {
   std::string host = "127.0.0.1";
@@ -58,6 +70,7 @@ struct Options {
   int window = 2;
   double latency_s = 8;
   double latency_fraction = 0.5;
+  int pace_us = 200;  // the latency phase's send schedule: what is due goes out at least this often
   int server_pid = 0;
   int connect_concurrency = 200;
   int join_concurrency = 200;
@@ -151,6 +164,8 @@ struct Conn {
   int exchange_left = 0;  // offer/answer/candidates still to arrive here
   std::int64_t join_sent_ns = 0;
   std::string frag;  // a fragmented message being assembled
+  std::int64_t rx_kernel_ns = 0;  // kernel receive timestamp of the latest data read (wall clock)
+  std::int64_t rx_user_ns = 0;    // when this process read it (wall clock)
 };
 
 class Load {
@@ -235,7 +250,7 @@ class Load {
     received_relays_ = 0;
     for (auto& c : conns_)
       if (c.watcher >= 0 && c.joined)
-        for (int k = 0; k < o_.window; ++k) send_candidate(c, broadcaster_conn(c), 'p', now_ns());
+        for (int k = 0; k < o_.window; ++k) send_candidate(c, broadcaster_conn(c), 'p', wall_ns());
     const auto warm = now_ns() + 1'000'000'000LL;
     while (now_ns() < warm) poll(1);
     std::uint64_t base = received_relays_;
@@ -252,36 +267,53 @@ class Load {
     while (now_ns() < drain) poll(5);
 
     // ---- latency at a fraction of the peak (open loop) ----
+    // Message k is due at tl + k / rate, whatever the replies do: a slow server cannot slow the
+    // sender down and hide its own delay (coordinated omission). Each message is stamped when it
+    // is sent; how late the sender was against the schedule is reported apart (sender_lag).
     phase_ = 'l';
     std::vector<int> senders;
     for (auto& c : conns_)
       if (c.watcher >= 0 && c.joined) senders.push_back(c.index);
     const double rate = peak * o_.latency_fraction;
+    const auto total = static_cast<std::uint64_t>(rate * o_.latency_s);
     latencies_.clear();
-    latencies_.reserve(static_cast<std::size_t>(rate * o_.latency_s * 1.1) + 16);
+    user_latencies_.clear();
+    latencies_.reserve(total + 16);
+    user_latencies_.reserve(total + 16);
+    std::vector<std::int64_t> lags;
+    lags.reserve(total + 16);
+    const double interval_ns = rate > 0 ? 1e9 / rate : 1e9;
+    const std::int64_t pace_ns = static_cast<std::int64_t>(o_.pace_us) * 1000;
     std::uint64_t sent = 0;
+    const double lcpu0 = cpu_s(o_.server_pid), lself0 = cpu_s(static_cast<int>(::getpid()));
     const auto tl = now_ns();
-    const auto span = static_cast<std::int64_t>(o_.latency_s * 1e9);
-    std::size_t rr = 0;
-    while (now_ns() - tl < span && !senders.empty()) {
-      const auto due = static_cast<std::uint64_t>((now_ns() - tl) / 1e9 * rate);
-      while (sent < due) {
-        Conn& c = conns_[static_cast<std::size_t>(senders[rr++ % senders.size()])];
-        send_candidate(c, broadcaster_conn(c), 'l', now_ns());
-        ++sent;
+    auto due_at = [&](std::uint64_t k) { return tl + static_cast<std::int64_t>(static_cast<double>(k) * interval_ns); };
+    while (sent < total && !senders.empty()) {
+      for (auto now = now_ns(); sent < total && due_at(sent) <= now; ++sent) {
+        Conn& c = conns_[static_cast<std::size_t>(senders[sent % senders.size()])];
+        lags.push_back(now - due_at(sent));
+        send_candidate(c, broadcaster_conn(c), 'l', wall_ns());
       }
       flush_all();
-      // Not a busy loop: it would compete with the server for CPU (and, under SCHED_FIFO, be
-      // throttled for 50 ms each second). Sends of the last millisecond go out together.
-      poll(1);
+      // Sleep until the next message is due, but wake at least every pace_ns: waking for each
+      // message would cost the generator more CPU than the messages themselves.
+      poll_ns(std::max(pace_ns, due_at(sent) - now_ns()));
     }
+    const double lat_dur = std::max((now_ns() - tl) / 1e9, 1e-9);
+    const double lat_server_cpu = (cpu_s(o_.server_pid) - lcpu0) / lat_dur;
+    const double lat_load_cpu = (cpu_s(static_cast<int>(::getpid())) - lself0) / lat_dur;
     auto settle = now_ns() + 1'000'000'000LL;
     while (now_ns() < settle && latencies_.size() < sent) poll(5);
-    std::sort(latencies_.begin(), latencies_.end());
-    auto pct = [&](double p) -> double {
-      if (latencies_.empty()) return -1;
-      return latencies_[std::min(latencies_.size() - 1, static_cast<std::size_t>(p * static_cast<double>(latencies_.size())))] / 1e6;
+    auto pct = [](std::vector<std::int64_t>& v, double p) -> double {
+      if (v.empty()) return -1;
+      std::sort(v.begin(), v.end());
+      return static_cast<double>(v[std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())))]) / 1e6;
     };
+    const double p50 = pct(latencies_, 0.5), p99 = pct(latencies_, 0.99), p999 = pct(latencies_, 0.999);
+    const double lmax = latencies_.empty() ? -1.0 : static_cast<double>(latencies_.back()) / 1e6;
+    const double up50 = pct(user_latencies_, 0.5), up99 = pct(user_latencies_, 0.99);
+    const double lag99 = pct(lags, 0.99);
+    const double lagmax = lags.empty() ? -1.0 : static_cast<double>(lags.back()) / 1e6;
     int open = 0;
     for (const auto& c : conns_) open += c.stage == Stage::connected;
 
@@ -291,12 +323,14 @@ class Load {
         "\"streams\":%d,\"watchers\":%d,\"broadcast_s\":%.3f,\"watch_s\":%.3f,\"joins_per_s\":%.1f,"
         "\"join_refusals\":%d,\"errors\":%d,\"exchange_s\":%.3f,\"exchange_relayed\":%llu,"
         "\"peak_relayed_per_s\":%.1f,\"peak_server_cpu\":%.2f,\"peak_loadgen_cpu\":%.2f,\"latency_rate_per_s\":%.1f,\"latency_sent\":%llu,\"latency_received\":%zu,"
-        "\"latency_p50_ms\":%.3f,\"latency_p99_ms\":%.3f,\"latency_max_ms\":%.3f,"
+        "\"latency_p50_ms\":%.3f,\"latency_p99_ms\":%.3f,\"latency_p999_ms\":%.3f,\"latency_max_ms\":%.3f,"
+        "\"latency_user_p50_ms\":%.3f,\"latency_user_p99_ms\":%.3f,\"sender_lag_p99_ms\":%.3f,\"sender_lag_max_ms\":%.3f,"
+        "\"latency_server_cpu\":%.2f,\"latency_loadgen_cpu\":%.2f,"
         "\"rss_idle_kib\":%ld,\"rss_connected_kib\":%ld,\"rss_joined_kib\":%ld,\"rss_peak_kib\":%ld}\n",
         conns_.size(), open, failed_, server_closes_, connect_s, connected_ / std::max(connect_s, 1e-9), live_, admitted_,
         broadcast_s, watch_s, (live_ + admitted_) / std::max(broadcast_s + watch_s, 1e-9), join_refused_, errors_,
         exchange_s, static_cast<unsigned long long>(exchange_relayed), peak, server_cpu, load_cpu, rate, static_cast<unsigned long long>(sent),
-        latencies_.size(), pct(0.5), pct(0.99), latencies_.empty() ? -1.0 : latencies_.back() / 1e6, rss_idle,
+        latencies_.size(), p50, p99, p999, lmax, up50, up99, lag99, lagmax, lat_server_cpu, lat_load_cpu, rss_idle,
         rss_connected, rss_joined, rss_peak);
   }
 
@@ -322,6 +356,10 @@ class Load {
     if (c.fd < 0) return fail(c, "socket");
     int one = 1;
     ::setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    // Receive timestamps from the kernel: latency ends when the data reached this socket, not
+    // when this one thread got round to reading it.
+    int ts = SOF_TIMESTAMPING_RX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE;
+    ::setsockopt(c.fd, SOL_SOCKET, SO_TIMESTAMPING, &ts, sizeof ts);
     int rc = ::connect(c.fd, reinterpret_cast<sockaddr*>(&addr_), sizeof addr_);
     if (rc != 0 && errno != EINPROGRESS) return fail(c, "connect");
     ++pending_connects_;
@@ -403,10 +441,15 @@ class Load {
     if (was_empty) dirty_.push_back(c.index);
   }
 
-  void poll(int timeout_ms) {
+  void poll(int timeout_ms) { poll_ns(static_cast<std::int64_t>(timeout_ms) * 1'000'000); }
+
+  void poll_ns(std::int64_t timeout_ns) {
     flush_all();
     epoll_event evs[512];
-    int n = ::epoll_wait(ep_, evs, 512, timeout_ms);
+    timespec ts{};
+    ts.tv_sec = static_cast<time_t>(timeout_ns / 1'000'000'000);
+    ts.tv_nsec = static_cast<long>(timeout_ns % 1'000'000'000);
+    int n = ::epoll_pwait2(ep_, evs, 512, &ts, nullptr);
     for (int i = 0; i < n; ++i) {
       Conn& c = conns_[evs[i].data.u32];
       if (c.fd < 0) continue;
@@ -424,13 +467,28 @@ class Load {
 
   void read(Conn& c) {
     char buf[65536];
+    alignas(cmsghdr) char control[256];
     while (c.fd >= 0) {
-      ssize_t n = ::recv(c.fd, buf, sizeof buf, 0);
+      iovec iov{buf, sizeof buf};
+      msghdr mh{};
+      mh.msg_iov = &iov;
+      mh.msg_iovlen = 1;
+      mh.msg_control = control;
+      mh.msg_controllen = sizeof control;
+      ssize_t n = ::recvmsg(c.fd, &mh, 0);
       if (n == 0) return fail(c, "closed by the server");
       if (n < 0) {
         if (errno == EAGAIN) break;
         return fail(c, "read");
       }
+      c.rx_user_ns = wall_ns();
+      c.rx_kernel_ns = c.rx_user_ns;
+      for (cmsghdr* cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPING) {
+          timespec stamps[3];
+          std::memcpy(stamps, CMSG_DATA(cm), sizeof stamps);
+          if (stamps[0].tv_sec != 0) c.rx_kernel_ns = static_cast<std::int64_t>(stamps[0].tv_sec) * 1'000'000'000LL + stamps[0].tv_nsec;
+        }
       c.in.append(buf, static_cast<std::size_t>(n));
       if (n < static_cast<ssize_t>(sizeof buf)) break;
     }
@@ -555,7 +613,7 @@ class Load {
       std::string answer = "42[\"answer\",\"" + broadcaster_.id + "\",{\"streamId\":\"" + stream_of(c) + "\",\"userId\":\"" +
                            id_of(c) + "\",\"description\":{\"type\":\"answer\",\"sdp\":\"" + escaped_sdp() + "\"}}]";
       send_text(c, answer);
-      for (int k = 0; k < o_.candidates; ++k) send_candidate(c, broadcaster_conn(c), 'e', now_ns());
+      for (int k = 0; k < o_.candidates; ++k) send_candidate(c, broadcaster_conn(c), 'e', wall_ns());
       return;
     }
     if (name == "answer" && c.watcher < 0) {
@@ -565,7 +623,7 @@ class Load {
       if (it == watcher_by_id_.end()) return;
       Conn& w = watcher_conn(c.group, it->second);
       exchange_step(w);
-      for (int k = 0; k < o_.candidates; ++k) send_candidate(c, w, 'e', now_ns());
+      for (int k = 0; k < o_.candidates; ++k) send_candidate(c, w, 'e', wall_ns());
       return;
     }
     if (name == "error") {
@@ -632,11 +690,14 @@ class Load {
         auto it = watcher_by_id_.find(std::string(rest.substr(2, 66)));
         if (it != watcher_by_id_.end()) send_candidate(c, watcher_conn(c.group, it->second), 'p', t);
       } else {
-        send_candidate(c, broadcaster_conn(c), 'p', now_ns());
+        send_candidate(c, broadcaster_conn(c), 'p', wall_ns());
       }
       return;
     }
-    if (phase == 'l') latencies_.push_back(now_ns() - t);
+    if (phase == 'l') {
+      latencies_.push_back(c.rx_kernel_ns - t);
+      user_latencies_.push_back(c.rx_user_ns - t);
+    }
   }
 
   // ---- joins ----
@@ -687,7 +748,8 @@ class Load {
   std::int64_t last_exchange_ns_ = 0;
   std::uint64_t received_relays_ = 0;
   char phase_ = 'e';
-  std::vector<std::int64_t> latencies_;
+  std::vector<std::int64_t> latencies_;       // send -> kernel receive timestamp
+  std::vector<std::int64_t> user_latencies_;  // send -> read by this process
 };
 
 Options parse(int argc, char** argv) {
@@ -710,6 +772,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--window") o.window = std::stoi(need(i));
     else if (a == "--latency-s") o.latency_s = std::stod(need(i));
     else if (a == "--latency-fraction") o.latency_fraction = std::stod(need(i));
+    else if (a == "--pace-us") o.pace_us = std::max(10, std::stoi(need(i)));
     else if (a == "--server-pid") o.server_pid = std::stoi(need(i));
     else if (a == "--connect-concurrency") o.connect_concurrency = std::stoi(need(i));
     else if (a == "--join-concurrency") o.join_concurrency = std::stoi(need(i));

@@ -6,8 +6,11 @@
 # turns, and prints the figures (medians) and their ratios. Loopback only; every run is bounded.
 #
 #   bench/signal/run.sh [--conns 10000] [--watchers 9] [--rounds 2] [--peak-s 5] [--latency-s 5]
-#                       [--window 2] [--build DIR] [--no-build] [--json] [--priority]
+#                       [--window 2] [--build DIR] [--no-build] [--json] [--priority] [--quick]
 #
+# --quick (or BENCH_QUICK=1): 2,000 connections, one round, 3 s phases; under 2 minutes once built.
+# Latency is one-way, sender's send() to the kernel's receive timestamp on the receiving socket,
+# with an open-loop sender on a fixed schedule at 50% of that server's own measured peak.
 # The server and the load generator are pinned to different cores (taskset) when there are two;
 # --priority also runs both under SCHED_FIFO (chrt; nice -20 where that is not allowed), so
 # other work on a shared machine does not set the latency figures. Both servers get the same.
@@ -16,8 +19,11 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 CONNS=10000 WATCHERS=9 ROUNDS=2 PEAK_S=5 LAT_S=5 WINDOW=2 BUILD=${BUILD:-/tmp/p2pstream-bench-signal} DO_BUILD=1 JSON=0 PRIORITY=0
+quick() { CONNS=2000 ROUNDS=1 PEAK_S=3 LAT_S=3; }
+if [ "${BENCH_QUICK:-0}" = 1 ]; then quick; fi
 while [ $# -gt 0 ]; do
   case "$1" in
+    --quick) quick; shift ;;
     --conns) CONNS=$2; shift 2 ;;
     --watchers) WATCHERS=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
@@ -91,6 +97,7 @@ start() {
 }
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
+LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
 load() {  # load PORT PID AUTH OUTFILE
   $LOAD_CPU timeout 900 "$LOAD" --port "$1" --server-pid "$2" --auth "$3" --conns "$CONNS" --watchers "$WATCHERS" \
     --streams "$WORK/streams.txt" --peak-s "$PEAK_S" --latency-s "$LAT_S" --window "$WINDOW" >"$4"
@@ -111,13 +118,18 @@ for r in $(seq "$ROUNDS"); do
   fi
 done
 
-SUMMARY_JSON=$JSON PRIORITY=$PRIORITY CONNS=$CONNS LOADAVG="$(cut -d' ' -f1-3 /proc/loadavg)" node - "$WORK" "$ROUNDS" <<'EOF'
+SUMMARY_JSON=$JSON PRIORITY=$PRIORITY CONNS=$CONNS LOADAVG_START="$LOADAVG_START" LOADAVG="$(cut -d' ' -f1-3 /proc/loadavg)" \
+  node - "$WORK" "$ROUNDS" <<'EOF'
 const fs = require("fs");
 const [dir, rounds] = [process.argv[2], Number(process.argv[3])];
-const read = (who) => [...Array(rounds).keys()].map((i) => {
-  try { return JSON.parse(fs.readFileSync(`${dir}/${who}.${i + 1}.json`, "utf8")); } catch { return null; }
-}).filter(Boolean);
-const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s.length ? s[Math.floor((s.length - 1) / 2)] : NaN; };
+const readRound = (who, i) => { try { return JSON.parse(fs.readFileSync(`${dir}/${who}.${i}.json`, "utf8")); } catch { return null; } };
+const read = (who) => [...Array(rounds).keys()].map((i) => readRound(who, i + 1)).filter(Boolean);
+const median = (xs) => {
+  const s = xs.filter((x) => x !== undefined && !Number.isNaN(x)).sort((a, b) => a - b);
+  if (!s.length) return NaN;
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
 function figures(runs) {
   if (!runs.length) return null;
   const m = (f) => median(runs.map(f));
@@ -128,43 +140,74 @@ function figures(runs) {
     joins_per_s: m((r) => r.joins_per_s),
     relayed_per_s: m((r) => r.peak_relayed_per_s),
     server_cpu_at_peak: m((r) => r.peak_server_cpu),
+    loadgen_cpu_at_peak: m((r) => r.peak_loadgen_cpu),
     relayed_per_cpu_s: m((r) => r.peak_relayed_per_s / Math.max(r.peak_server_cpu, 1e-3)),
     latency_rate_per_s: m((r) => r.latency_rate_per_s),
+    latency_server_cpu: m((r) => r.latency_server_cpu),
     latency_p50_ms: m((r) => r.latency_p50_ms),
     latency_p99_ms: m((r) => r.latency_p99_ms),
+    latency_p999_ms: m((r) => r.latency_p999_ms),
+    latency_user_p99_ms: m((r) => r.latency_user_p99_ms),
+    sender_lag_p99_ms: m((r) => r.sender_lag_p99_ms),
+    latency_lost: m((r) => r.latency_sent - r.latency_received),
     rss_per_connection_kib: m((r) => (r.rss_joined_kib - r.rss_idle_kib) / Math.max(r.connections_held, 1)),
     errors: m((r) => r.errors + r.join_refusals + r.server_closes + r.connect_failures),
   };
 }
 const ours = figures(read("ours")), ref = figures(read("ref"));
-const out = { connections: Number(process.env.CONNS), loadavg: process.env.LOADAVG, p2pstream: ours, reference: ref };
+// Ratios within each round (both servers measured back to back), then their median.
+const perRound = [...Array(rounds).keys()].map((i) => [readRound("ours", i + 1), readRound("ref", i + 1)])
+  .filter(([a, b]) => a && b).map(([a, b]) => a.peak_relayed_per_s / b.peak_relayed_per_s);
+const out = { connections: Number(process.env.CONNS), loadavg_start: process.env.LOADAVG_START, loadavg_end: process.env.LOADAVG,
+              p2pstream: ours, reference: ref, rounds: { ours: read("ours"), reference: read("ref") } };
 if (ours && ref) {
-  out.ratio_relayed = ours.relayed_per_s / ref.relayed_per_s;
+  out.ratio_relayed = median(perRound);
+  out.ratio_relayed_rounds = perRound;
   out.ratio_relayed_per_cpu = ours.relayed_per_cpu_s / ref.relayed_per_cpu_s;
   out.ratio_joins = ours.joins_per_s / ref.joins_per_s;
 }
 if (process.env.SUMMARY_JSON === "1") { console.log(JSON.stringify(out, null, 2)); process.exit(0); }
-const f = (v, d = 1) => (v === undefined || Number.isNaN(v) ? "-" : v.toFixed(d));
+const f = (v, d = 1) => (v === undefined || v === null || Number.isNaN(v) ? "-" : v.toFixed(d));
 const rows = [
   ["connections held", (x) => f(x.connections_held, 0)],
   ["connects/s", (x) => f(x.connects_per_s, 0)],
-  ["joins/s (broadcast+watch, signed)", (x) => f(x.joins_per_s, 0)],
-  ["relayed messages/s (peak)", (x) => f(x.relayed_per_s, 0)],
-  ["server CPU at peak (cores)", (x) => f(x.server_cpu_at_peak, 2)],
-  ["relayed per server CPU-second", (x) => f(x.relayed_per_cpu_s, 0)],
-  ["latency load (50% of peak), msg/s", (x) => f(x.latency_rate_per_s, 0)],
+  ["joins/s (broadcast+watch, signed)", (x) => f(x.joins_per_s, 0), "ratio_joins"],
+  ["relayed messages/s (peak)", (x) => f(x.relayed_per_s, 0), "ratio_relayed"],
+  ["  server CPU at peak (cores)", (x) => f(x.server_cpu_at_peak, 2)],
+  ["  load generator CPU at peak (cores)", (x) => f(x.loadgen_cpu_at_peak, 2)],
+  ["  relayed per server CPU-second", (x) => f(x.relayed_per_cpu_s, 0), "ratio_relayed_per_cpu"],
+  ["latency load = 50% of own peak, msg/s", (x) => f(x.latency_rate_per_s, 0)],
+  ["  server CPU at that load (cores)", (x) => f(x.latency_server_cpu, 2)],
   ["relay latency p50 (ms)", (x) => f(x.latency_p50_ms, 3)],
   ["relay latency p99 (ms)", (x) => f(x.latency_p99_ms, 3)],
+  ["  p99.9 (ms)", (x) => f(x.latency_p999_ms, 3)],
+  ["  p99 to the generator's read (ms)", (x) => f(x.latency_user_p99_ms, 3)],
+  ["  sender lag behind schedule p99 (ms)", (x) => f(x.sender_lag_p99_ms, 3)],
+  ["  latency messages lost", (x) => f(x.latency_lost, 0)],
   ["server RSS per connection (KiB)", (x) => f(x.rss_per_connection_kib, 2)],
   ["errors/refusals/drops", (x) => f(x.errors, 0)],
 ];
-console.log(`signalling benchmark: ${out.connections} connections, medians of ${ours ? ours.runs : 0} run(s); load average ${out.loadavg}`);
-console.log(`${"".padEnd(36)}${"p2pstream".padStart(14)}${"node ref".padStart(14)}`);
-for (const [name, fn] of rows) console.log(`${name.padEnd(36)}${(ours ? fn(ours) : "-").padStart(14)}${(ref ? fn(ref) : "-").padStart(14)}`);
+console.log(`signalling benchmark: ${out.connections} connections, medians of ${ours ? ours.runs : 0} round(s); ` +
+            `load average ${out.loadavg_start} at start, ${out.loadavg_end} at end`);
+console.log(`${"".padEnd(40)}${"p2pstream".padStart(12)}${"node ref".padStart(12)}${"ratio".padStart(9)}`);
+for (const [name, fn, key] of rows) {
+  const r = key && out[key] !== undefined ? `${f(out[key], 2)}x` : "";
+  console.log(`${name.padEnd(40)}${(ours ? fn(ours) : "-").padStart(12)}${(ref ? fn(ref) : "-").padStart(12)}${r.padStart(9)}`);
+}
+if (rounds > 1) {
+  const each = (who, key, d) => read(who).map((r) => f(r[key], d)).join(" ");
+  if (out.ratio_relayed_rounds) console.log(`per round: relayed/s ratio ${out.ratio_relayed_rounds.map((r) => f(r, 2) + "x").join(" ")}`);
+  console.log(`per round: p99 ms p2pstream ${each("ours", "latency_p99_ms", 2)}; node ${each("ref", "latency_p99_ms", 2)}`);
+  console.log(`per round: relayed/s p2pstream ${each("ours", "peak_relayed_per_s", 0)}; node ${each("ref", "peak_relayed_per_s", 0)}`);
+}
+if (ours) {
+  const ok = (b) => (b ? "met" : "NOT met");
+  console.log(`targets: >=10,000 connections ${ok(ours.connections_held >= 10000)}; relayed >=3x node ` +
+              `${out.ratio_relayed ? ok(out.ratio_relayed >= 3) : "-"}; p99 < 5 ms at 50% of peak ${ok(ours.latency_p99_ms < 5)}`);
+}
+console.log("latency: one-way, from the sender's send() to the kernel receive timestamp at the receiver; the sender is\n" +
+            "open-loop on a fixed schedule. A sender lag near the p99 means the generator, not the server, was late.");
 if (process.env.PRIORITY === "1")
   console.log("note: under SCHED_FIFO node's helper threads (GC, libuv) wait behind its main thread on the pinned core;\n" +
               "      take latency figures from this mode and the ratios from a run without --priority.");
-if (out.ratio_relayed) {
-  console.log(`ratio relayed/s: ${f(out.ratio_relayed, 2)}x   per server CPU-second: ${f(out.ratio_relayed_per_cpu, 2)}x   joins/s: ${f(out.ratio_joins, 2)}x`);
-}
 EOF

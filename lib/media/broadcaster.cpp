@@ -8,6 +8,7 @@
 #include <atomic>
 #include <map>
 #include <optional>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -106,14 +107,16 @@ std::string pipeline_launch(const BroadcastOptions& o) {
 }
 
 // What each watcher's transceiver offers; the feedback fields become a=rtcp-fb lines.
-GstCaps* video_preferences(VideoCodec codec) {
+// The payloader's SSRC goes into the caps so the offer carries a=ssrc and the RTX FID group
+// (see send_preferences): without them the watcher never asks for retransmissions.
+GstCaps* video_preferences(VideoCodec codec, std::uint32_t ssrc) {
   const char* fb = ",rtcp-fb-nack=(boolean)true,rtcp-fb-nack-pli=(boolean)true,rtcp-fb-ccm-fir=(boolean)true";
   std::string caps = codec == VideoCodec::vp8
                          ? "application/x-rtp,media=video,encoding-name=VP8,clock-rate=90000,payload=" +
                                std::to_string(kVideoPt)
                          : "application/x-rtp,media=video,encoding-name=H264,clock-rate=90000,"
                            "packetization-mode=(string)1,payload=" + std::to_string(kH264Pt);
-  return gst_caps_from_string((caps + fb).c_str());
+  return gst_caps_from_string((caps + fb + ",ssrc=(uint)" + std::to_string(ssrc)).c_str());
 }
 
 GstCaps* audio_preferences() {
@@ -174,6 +177,7 @@ struct Broadcaster::Impl : std::enable_shared_from_this<Broadcaster::Impl> {
   GstElement* atee = nullptr;
   GstElement* venc = nullptr;
   GstElement* vpay = nullptr;
+  std::uint32_t video_ssrc = 0;  // fixed, so each watcher's offer can name it
   GSource* bus_source = nullptr;
   std::string launch;
   std::map<std::string, PeerPtr> peers;
@@ -237,6 +241,8 @@ struct Broadcaster::Impl : std::enable_shared_from_this<Broadcaster::Impl> {
     vtee = by_name(pipeline, "vtee");
     venc = by_name(pipeline, "venc");
     vpay = by_name(pipeline, "vpay");
+    video_ssrc = random_ssrc();
+    g_object_set(vpay, "ssrc", guint(video_ssrc), nullptr);
     if (opts.audio) atee = by_name(pipeline, "atee");
     install_probes();
     GstBus* bus = gst_pipeline_get_bus(GST_PIPELINE(pipeline));
@@ -466,6 +472,7 @@ struct Broadcaster::Impl : std::enable_shared_from_this<Broadcaster::Impl> {
   }
 
   // queue -> a new sendonly transceiver's sink pad; the queue's sink becomes the bin's pad.
+  // NACK/RTX on video only: Chrome refuses an offer whose audio m-line has an RTX FID group.
   static void add_sender(GstElement* bin, GstElement* webrtc, GstElement* queue, GstCaps* prefs,
                          const char* ghost_name) {
     gst_bin_add(GST_BIN(bin), queue);
@@ -478,7 +485,7 @@ struct Broadcaster::Impl : std::enable_shared_from_this<Broadcaster::Impl> {
     g_object_get(sink, "transceiver", &trans, nullptr);
     if (trans != nullptr) {
       g_object_set(trans, "direction", GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDONLY, "codec-preferences",
-                   prefs, "do-nack", TRUE, nullptr);
+                   prefs, "do-nack", std::string_view(ghost_name) == "video" ? TRUE : FALSE, nullptr);
       gst_object_unref(trans);
     }
     gst_caps_unref(prefs);
@@ -527,7 +534,7 @@ struct Broadcaster::Impl : std::enable_shared_from_this<Broadcaster::Impl> {
     gst_bin_add(GST_BIN(p->bin), p->webrtc);
     GstElement* vq = make_branch_queue("vq" + n);
     if (opts.simulate_loss > 0) add_loss(vq, opts.simulate_loss);
-    add_sender(p->bin, p->webrtc, vq, video_preferences(opts.video), "video");
+    add_sender(p->bin, p->webrtc, vq, video_preferences(opts.video, video_ssrc), "video");
     if (opts.audio) add_sender(p->bin, p->webrtc, make_branch_queue("aq" + n), audio_preferences(), "audio");
     connect(p->webrtc, "on-negotiation-needed", &Impl::on_negotiation_needed, p);
     connect(p->webrtc, "on-ice-candidate", &Impl::on_ice_candidate, p);

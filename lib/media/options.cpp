@@ -69,6 +69,23 @@ FrameSize parse_size(std::string_view text) {
   return fs;
 }
 
+unsigned parse_bitrate_kbps(std::string_view text) {
+  std::string t = lower(text);
+  double scale = 1;  // a bare number is kbit/s
+  if (!t.empty() && (t.back() == 'k' || t.back() == 'm')) {
+    scale = t.back() == 'm' ? 1000 : 1;
+    t.pop_back();
+  }
+  double value = 0;
+  auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), value);
+  if (t.empty() || ec != std::errc() || p != t.data() + t.size() || !(value > 0)) {
+    throw UsageError("--bitrate must look like 1500k, 2M or 2.5M, not '" + std::string(text) + "'");
+  }
+  double kbps = value * scale;
+  if (kbps < 50 || kbps > 50000) throw UsageError("--bitrate must be between 50k and 50M, not '" + std::string(text) + "'");
+  return static_cast<unsigned>(kbps + 0.5);
+}
+
 SourceSpec parse_source(std::string_view text) {
   if (text == "test") return {SourceSpec::Kind::test, {}};
   struct Prefix {
@@ -128,6 +145,7 @@ void BroadcastOptions::validate() const {
   }
   if (stats_interval_ms < 100) throw UsageError("the stats interval must be at least 100 ms");
   if (!(simulate_loss >= 0 && simulate_loss <= 0.5)) throw UsageError("the simulated loss must be between 0 and 0.5");
+  if (max_direct > 100000) throw UsageError("--max-direct must be between 0 and 100000");
   validate_ice(ice);
 }
 
@@ -150,6 +168,7 @@ void WatchOptions::validate() const {
   }
   if (latency_ms > 10000) throw UsageError("--latency must be between 0 and 10000 ms");
   if (stats_interval_ms < 100) throw UsageError("the stats interval must be at least 100 ms");
+  if (relay_slots > 8) throw UsageError("--relay must be between 0 and 8");
   validate_ice(ice);
 }
 

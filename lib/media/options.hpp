@@ -22,6 +22,9 @@ struct FrameSize {
 // --size WxH, e.g. 640x480; both even and within 16..4096.
 FrameSize parse_size(std::string_view text);
 
+// --bitrate: kbit/s from 1500, 1500k, 2M or 2.5M (SI: k = 1000); UsageError otherwise.
+unsigned parse_bitrate_kbps(std::string_view text);
+
 // --source test | file:PATH | v4l2:/dev/videoN | uri:URL | pipeline:'gst-launch bin'
 struct SourceSpec {
   enum class Kind { test, file, v4l2, uri, pipeline };

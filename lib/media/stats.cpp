@@ -43,24 +43,33 @@ double finite_or_zero(double v) { return std::isfinite(v) ? v : 0.0; }
 }  // namespace
 
 std::string to_text(const WatchStats& s) {
-  return fmt::format(
+  std::string out = fmt::format(
       "{:7.1f}s {:<10} {:<4} {:5.1f} fps {:7.0f} kbit/s frames {} audio {} lost {} jitter {:.1f}ms "
       "rtt {} decode {}",
       s.elapsed_s, s.state, s.video_codec.empty() ? "-" : s.video_codec, finite_or_zero(s.fps),
       finite_or_zero(s.bitrate_kbps), s.frames_decoded, s.audio_buffers, s.packets_lost,
       finite_or_zero(s.jitter_ms), opt_text(s.rtt_ms, "ms"), opt_text(s.decode_latency_ms, "ms"));
+  // Relay trees only: a plain leaf under the broadcaster keeps the short line.
+  if (s.depth > 1 || s.children > 0 || s.frames_forwarded > 0) {
+    out += fmt::format(" depth {} children {} forwarded {}", s.depth, s.children, s.frames_forwarded);
+  }
+  return out;
 }
 
 std::string to_json(const WatchStats& s) {
+  // "frames" is what flowed through us: decoded, or forwarded when we only relay.
   return fmt::format(
       "{{\"elapsed_s\":{:.3f},\"state\":{},\"video_codec\":{},\"fps\":{:.2f},\"bitrate_kbps\":{:.1f},"
       "\"frames_decoded\":{},\"audio_buffers\":{},\"packets_received\":{},\"packets_lost\":{},"
-      "\"jitter_ms\":{:.2f},\"rtt_ms\":{},\"decode_latency_ms\":{},\"first_frame_ms\":{}}}",
+      "\"jitter_ms\":{:.2f},\"rtt_ms\":{},\"decode_latency_ms\":{},\"first_frame_ms\":{},"
+      "\"depth\":{},\"parent\":{},\"frames\":{},\"frames_forwarded\":{},\"children\":{}}}",
       finite_or_zero(s.elapsed_s), json_string(s.state),
       s.video_codec.empty() ? "null" : json_string(s.video_codec), finite_or_zero(s.fps),
       finite_or_zero(s.bitrate_kbps), s.frames_decoded, s.audio_buffers, s.packets_received,
       s.packets_lost, finite_or_zero(s.jitter_ms), opt_number(s.rtt_ms, 2),
-      opt_number(s.decode_latency_ms, 2), opt_number(s.first_frame_ms, 1));
+      opt_number(s.decode_latency_ms, 2), opt_number(s.first_frame_ms, 1), s.depth,
+      s.parent.empty() ? "null" : json_string(s.parent), std::max(s.frames_decoded, s.frames_forwarded),
+      s.frames_forwarded, s.children);
 }
 
 std::string to_text(const BroadcastStats& s) {

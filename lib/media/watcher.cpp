@@ -1,6 +1,8 @@
-// media/watcher: webrtcbin answering one broadcaster's offer; on pad-added, depay -> parse ->
-// decoder -> sink, or -> muxer -> file. Signalling and stats run on the main context; branches are
-// built on the streaming thread that announces the pad, so no packet waits for the main loop.
+// media/watcher: the incoming webrtcbin and depayloaders live in one bin per parent (an Input);
+// they feed a video and an audio tee that outlive parents. The tees feed our own playback (decode,
+// record, or nothing) and one RelayBranch per child. Signalling, stats and relay children run on
+// the main context; playback branches are built on the streaming thread that announces the pad,
+// so no packet waits for the main loop.
 #include "media/watcher.hpp"
 
 #include <gst/video/video.h>
@@ -8,13 +10,17 @@
 #include <algorithm>
 #include <atomic>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 #include <utility>
 #include <vector>
 
 #include "media/gst_util.hpp"
+#include "media/relay_branch.hpp"
+#include "media/relay_keyframes.hpp"
 #include "media/webrtc_util.hpp"
 #include "util/error.hpp"
 
@@ -25,6 +31,11 @@ namespace {
 // wait-for-keyframe, stall video (measured by the prototype).
 constexpr unsigned kNackMinLatencyMs = 50;
 constexpr unsigned kMuxWaitMs = 5000;  // how long a recording waits for a track that never comes
+// Keyframe requests to our parent at most this often; the broadcaster holds its own at 500 ms.
+constexpr std::int64_t kKeyframeGapUs = 300 * 1000;
+// Candidates for sessions whose offer has not come yet: bounded, the peer may be hostile.
+constexpr std::size_t kEarlyIceSessions = 8;
+constexpr std::size_t kEarlyIcePerSession = 200;
 
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -56,39 +67,109 @@ GstCaps* receive_preferences(const OfferedMedia& m) {
   return caps;
 }
 
+const char* depayloader(const std::string& codec) {
+  if (codec == "VP8") return "rtpvp8depay";
+  if (codec == "H264") return "rtph264depay";
+  if (codec == "VP9") return "rtpvp9depay";
+  return nullptr;
+}
+
+const char* decoder(const std::string& codec) {
+  if (codec == "VP8") return "vp8dec";
+  if (codec == "H264") return "avdec_h264";  // openh264dec cannot decode x264's output
+  return "vp9dec";
+}
+
+bool is_inside(GstObject* obj, GstElement* bin) {
+  return bin != nullptr && obj != nullptr && (obj == GST_OBJECT(bin) || gst_object_has_as_ancestor(obj, GST_OBJECT(bin)));
+}
+
+void unref_pad(GstPad*& pad) {
+  if (pad != nullptr) gst_object_unref(pad);
+  pad = nullptr;
+}
+
+void add_totals(RtpTotals& into, const RtpTotals& t) {
+  into.bytes_received += t.bytes_received;
+  into.packets_received += t.packets_received;
+  into.packets_lost += t.packets_lost;
+}
+
 }  // namespace
 
 struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
+  // One incoming peer connection: the parent's webrtcbin and our depayloaders, in one bin.
+  // Re-parenting replaces it while the tees, our playback and the children keep running.
+  struct Input {
+    std::string session;
+    unsigned serial = 0;
+    GstElement* bin = nullptr;  // our reference; the pipeline holds another while attached
+    GstElement* webrtc = nullptr;
+    bool remote_set = false;
+    bool awaiting_placement = false;  // opened by an offer before the placement naming its parent
+    std::vector<std::pair<std::string, unsigned>> pending_ice;
+    std::vector<OfferedMedia> offered;
+    RtpTotals last_totals{};
+    // Set on streaming threads, under Impl::mutex.
+    bool video_linked = false;
+    bool audio_linked = false;
+    GstPad* video_out = nullptr;  // the bin's ghost pads into the tees
+    GstPad* audio_out = nullptr;
+    GstPad* video_in = nullptr;  // the depayloader's sink: keyframe requests go up from here
+
+    ~Input() {
+      unref_pad(video_out);
+      unref_pad(audio_out);
+      unref_pad(video_in);
+      if (bin != nullptr) gst_object_unref(bin);
+    }
+  };
+  using InputPtr = std::shared_ptr<Input>;
+
+  // Handed to webrtcbin signal handlers: which input, without keeping anything alive.
   struct Tag {
     std::weak_ptr<Impl> impl;
-    unsigned serial;
+    std::weak_ptr<Input> input;
   };
 
   WatchOptions opts;
   Signaller& sig;
   GMainContext* ctx;
   GstElement* pipeline = nullptr;
-  GstElement* webrtc = nullptr;
+  GstElement* vtee = nullptr;
+  GstElement* atee = nullptr;
   GSource* bus_source = nullptr;
-  std::string session_id;
-  unsigned serial = 0;
   bool started = false;
   bool finished = false;
-  bool remote_set = false;
-  std::vector<std::pair<std::string, unsigned>> pending_ice;  // for session_id, before the offer
+  bool playing = false;
+  unsigned serials = 0;
+  std::atomic<unsigned> current_serial{0};
+  InputPtr input;                  // main context; the streaming threads go through Tag
+  std::vector<InputPtr> retiring;  // old inputs until their bins are gone
+  std::set<std::string> retired_sessions;
+  std::map<std::string, std::vector<std::pair<std::string, unsigned>>> early_ice;
   std::string answer_text;
   std::thread warmer;
 
+  // Relay trees.
+  bool tree_mode = false;  // the server places us (placement seen)
+  std::map<std::string, std::shared_ptr<RelayBranch>> children;
+  std::vector<std::string> pending_children;  // asked for before we knew the video codec
+  unsigned child_index = 0;
+  bool relay_audio = false;
+  KeyframeGate gate{kKeyframeGapUs};
+  Timer keyframe_timer;
+  std::atomic<std::uint64_t> keyframes_sent{0};
+
   // Touched on streaming threads: guarded by mutex or atomic.
   std::mutex mutex;
-  bool video_taken = false;
-  bool audio_taken = false;
-  std::string video_codec;
-  std::vector<OfferedMedia> offered;  // the current offer's m-lines
+  std::string video_codec;  // of the tee: fixed by the first video track
+  bool local_video_built = false;
+  bool local_audio_built = false;
   GstElement* mux = nullptr;
   GstPad* mux_video = nullptr;
   GstPad* mux_audio = nullptr;
-  std::atomic<std::uint64_t> frames{0}, audio_bufs{0};
+  std::atomic<std::uint64_t> frames{0}, audio_bufs{0}, forwarded{0};
   std::atomic<std::int64_t> first_frame_us{-1};
   std::deque<std::pair<GstClockTime, std::int64_t>> in_decoder;  // pts -> when it went in
   double decode_sum_ms = 0;
@@ -98,15 +179,16 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
   Timer mux_timer;
   std::int64_t start_us = 0, tick_us = 0;
   std::uint64_t tick_frames = 0;
-  std::optional<RtpTotals> last_totals;
-  std::int64_t last_totals_us = 0;
+  RtpTotals retired_totals{};  // what earlier inputs received, so the counters never go back
+  std::optional<std::uint64_t> last_bytes;
+  std::int64_t last_bytes_us = 0;
   WatchStats current{};
   std::function<void(const WatchStats&)> on_stats;
   std::function<void(WatchEnd, const std::string&)> on_end;
 
   Impl(WatchOptions o, Signaller& s, GMainContext* c)
       : opts(std::move(o)), sig(s), ctx(c != nullptr ? c : g_main_context_default()) {
-    opts.validate();
+    opts.validate();  // includes --relay <= 8
     if (opts.sink == WatchSink::display && !display_available()) {
       throw UsageError("--display needs a display (DISPLAY or WAYLAND_DISPLAY); use --ascii or --null");
     }
@@ -133,13 +215,7 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
     started = true;
     start_us = tick_us = monotonic_us();
     warmer = std::thread(warm_dtls_certificate);
-    pipeline = gst_pipeline_new("watch");
-    gst_object_ref_sink(pipeline);
-    GstBus* bus = gst_pipeline_get_bus(GST_PIPELINE(pipeline));
-    bus_source = gst_bus_create_watch(bus);
-    g_source_set_callback(bus_source, G_SOURCE_FUNC(&Impl::bus_message), this, nullptr);
-    g_source_attach(bus_source, ctx);
-    gst_object_unref(bus);
+    build_pipeline();
     std::weak_ptr<Impl> weak = weak_from_this();
     stats_timer = Timer(ctx, opts.stats_interval_ms, [weak] {
       auto self = weak.lock();
@@ -148,7 +224,9 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
       return true;
     });
     SignallerEvents ev;
-    ev.session_requested = [](const std::string&, const std::string&) {};  // we wait for the offer
+    ev.session_requested = [weak](const std::string& s, const std::string& peer) {
+      if (auto self = weak.lock()) self->child_requested(s, peer);
+    };
     ev.remote_sdp = [weak](const std::string& s, const Sdp& sdp) {
       if (auto self = weak.lock()) self->remote_sdp(s, sdp);
     };
@@ -156,20 +234,39 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
       if (auto self = weak.lock()) self->remote_ice(s, cand, mline);
     };
     ev.session_ended = [weak](const std::string& s) {
-      auto self = weak.lock();
-      if (self && (self->session_id.empty() || s == self->session_id)) {
-        self->finish(WatchEnd::broadcaster_ended, "the broadcaster ended the stream");
-      }
+      if (auto self = weak.lock()) self->session_ended(s);
     };
     ev.error = [weak](const std::string& msg) {
       if (auto self = weak.lock()) self->finish(WatchEnd::error, "signalling: " + msg);
+    };
+    ev.placement = [weak](const std::string& parent, unsigned depth) {
+      if (auto self = weak.lock()) self->placement(parent, depth);
     };
     sig.set_events(std::move(ev));
     sig.start();
   }
 
+  // The parts that outlive parents: the tees, with counting probes on their inputs.
+  void build_pipeline() {
+    pipeline = gst_pipeline_new("watch");
+    gst_object_ref_sink(pipeline);
+    vtee = make_element("tee", "vtee");
+    atee = make_element("tee", "atee");
+    for (GstElement* t : {vtee, atee}) {
+      g_object_set(t, "allow-not-linked", TRUE, nullptr);
+      gst_bin_add(GST_BIN(pipeline), t);
+    }
+    add_probe(vtee, "sink", &Impl::into_video_tee);
+    add_probe(atee, "sink", &Impl::into_audio_tee);
+    GstBus* bus = gst_pipeline_get_bus(GST_PIPELINE(pipeline));
+    bus_source = gst_bus_create_watch(bus);
+    g_source_set_callback(bus_source, G_SOURCE_FUNC(&Impl::bus_message), this, nullptr);
+    g_source_attach(bus_source, ctx);
+    gst_object_unref(bus);
+  }
+
   void stop() {
-    if (started && !finished && !session_id.empty()) sig.end_session(session_id);
+    if (started && !finished && input) sig.end_session(input->session);
     if (started) sig.stop();
     finished = true;
     teardown();
@@ -178,31 +275,39 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
   void teardown() {
     stats_timer.cancel();
     mux_timer.cancel();
+    keyframe_timer.cancel();
     if (bus_source != nullptr) {
       g_source_destroy(bus_source);
       g_source_unref(bus_source);
       bus_source = nullptr;
     }
+    for (auto& [s, child] : children) child->forget();
+    children.clear();
+    pending_children.clear();
     if (pipeline != nullptr) {
       set_null_with_watchdog(pipeline, opts.shutdown_timeout_ms);
-      std::lock_guard lock(mutex);
-      if (mux_video != nullptr) gst_object_unref(mux_video);
-      if (mux_audio != nullptr) gst_object_unref(mux_audio);
-      mux_video = mux_audio = nullptr;
-      mux = nullptr;
+      {
+        std::lock_guard lock(mutex);
+        unref_pad(mux_video);
+        unref_pad(mux_audio);
+        mux = nullptr;
+        input.reset();
+        current_serial = 0;
+      }
+      retiring.clear();
       gst_object_unref(pipeline);
       pipeline = nullptr;
-      webrtc = nullptr;
+      vtee = atee = nullptr;
     }
     if (warmer.joinable()) warmer.join();
   }
 
   // Ends watching once: stops everything, then tells the owner why.
-  void finish(WatchEnd why, const std::string& message) {
+  void finish(WatchEnd why, const std::string& message, bool tell_parent = true) {
     if (finished) return;
     tick();  // the last figures, with the final counts
     current.state = "ended";
-    if (!session_id.empty() && why == WatchEnd::error) sig.end_session(session_id);
+    if (input && why == WatchEnd::error && tell_parent) sig.end_session(input->session);
     sig.stop();
     finished = true;
     teardown();
@@ -210,26 +315,64 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
   }
 
   static gboolean bus_message(GstBus*, GstMessage* msg, gpointer d) {
-    auto* self = static_cast<Impl*>(d);
-    if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR) {
-      GError* err = nullptr;
-      gchar* dbg = nullptr;
-      gst_message_parse_error(msg, &err, &dbg);
-      std::string text = std::string(GST_OBJECT_NAME(GST_MESSAGE_SRC(msg))) + ": " +
-                         (err != nullptr ? err->message : "unknown error");
-      g_clear_error(&err);
-      g_free(dbg);
-      self->finish(WatchEnd::error, text);
-    }
+    if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR) static_cast<Impl*>(d)->on_error(msg);
     return G_SOURCE_CONTINUE;
   }
 
-  // ---- signalling ----
+  void on_error(GstMessage* msg) {
+    GError* err = nullptr;
+    gchar* dbg = nullptr;
+    gst_message_parse_error(msg, &err, &dbg);
+    GstObject* src = GST_MESSAGE_SRC(msg);
+    std::string text = std::string(GST_OBJECT_NAME(src)) + ": " + (err != nullptr ? err->message : "unknown error");
+    g_clear_error(&err);
+    g_free(dbg);
+    // Posted by a former parent's bin or a child's branch before we removed it: stale.
+    if (pipeline == nullptr || !is_inside(src, pipeline)) return;
+    // An error inside one child's branch ends that child only.
+    for (auto& [session, child] : children) {
+      if (child->owns(src)) {
+        std::string s = session;
+        fail_child(s, text);
+        return;
+      }
+    }
+    for (const auto& old : retiring) {
+      if (is_inside(src, old->bin)) return;  // a former parent's bin on its way out
+    }
+    if (input && is_inside(src, input->bin)) {
+      incoming_failed(text);
+      return;
+    }
+    finish(WatchEnd::error, text);
+  }
+
+  // ---- signalling: the incoming session ----
+
+  void placement(const std::string& parent, unsigned depth) {
+    if (finished) return;
+    tree_mode = true;
+    bool moved = !current.parent.empty() && parent != current.parent;
+    current.parent = parent;
+    current.depth = depth;
+    if (!input) return;
+    if (input->awaiting_placement) {
+      input->awaiting_placement = false;  // the offer that came first was from this parent
+    } else if (moved) {
+      retire_input();  // the old parent is gone; its offer-less successor is on its way
+    }
+  }
 
   void remote_sdp(const std::string& session, const Sdp& sdp) {
     if (finished) return;
-    if (sdp.type != SdpType::offer) return;  // we never offer, so an answer is stray
-    if (!session_id.empty() && session != session_id) {
+    if (sdp.type == SdpType::answer) {
+      if (auto it = children.find(session); it != children.end()) it->second->set_answer(sdp);
+      return;  // we offer only to children, so any other answer is stray
+    }
+    if (children.count(session) != 0 || is_pending_child(session)) return;  // children never offer
+    bool renegotiation = input && session == input->session;
+    bool before_placement = input && !renegotiation;
+    if (before_placement && !tree_mode) {
       sig.end_session(session);  // one broadcaster at a time
       return;
     }
@@ -239,61 +382,163 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
       media = summarize_offer(sdp.text);
       desc = parse_sdp(sdp);
     } catch (const Error& e) {
-      session_id = session;
-      finish(WatchEnd::error, e.what());
+      sig.end_session(session);
+      finish(WatchEnd::error, e.what(), false);
       return;
     }
-    bool fresh = session_id.empty();
-    session_id = session;
-    {
-      std::lock_guard lock(mutex);
-      offered = media;
-    }
+    // A new parent whose placement has not come yet (the loopback and our server send the
+    // placement first, but nothing in the protocol orders the two).
+    if (before_placement) retire_input();
     current.state = "connecting";
-    try {
-      if (fresh) create_webrtc();
-      if (fresh && opts.sink == WatchSink::record) create_muxer(media);
-    } catch (const Error& e) {
-      finish(WatchEnd::error, e.what());
-      return;
+    if (!renegotiation) {
+      try {
+        create_input(session, media);
+        input->awaiting_placement = before_placement;
+        if (opts.sink == WatchSink::record && mux == nullptr) create_muxer(media);
+      } catch (const Error& e) {
+        finish(WatchEnd::error, e.what());
+        return;
+      }
+    } else {
+      std::lock_guard lock(mutex);
+      input->offered = media;
     }
+    InputPtr in = input;
     std::weak_ptr<Impl> weak = weak_from_this();
     GMainContext* c = ctx;
-    GstPromise* promise = make_promise([weak, c](const PromiseReply& r) {
+    unsigned serial = in->serial;
+    GstPromise* promise = make_promise([weak, c, serial](const PromiseReply& r) {
       std::string err = r.error();
-      post_to(weak, c, [err](Impl& self) { self.remote_offer_set(err); });
+      post_to(weak, c, [err, serial](Impl& self) { self.remote_offer_set(serial, err); });
     });
-    g_signal_emit_by_name(webrtc, "set-remote-description", desc.get(), promise);
+    g_signal_emit_by_name(in->webrtc, "set-remote-description", desc.get(), promise);
   }
 
   void remote_ice(const std::string& session, const std::string& candidate, unsigned mline) {
     if (finished || candidate.empty()) return;
-    if (session_id.empty()) session_id = session;  // candidates may overtake the offer
-    if (session != session_id) return;
-    if (!remote_set) {
-      pending_ice.emplace_back(candidate, mline);
+    if (auto it = children.find(session); it != children.end()) {
+      it->second->add_ice(candidate, mline);
       return;
     }
-    g_signal_emit_by_name(webrtc, "add-ice-candidate", mline, candidate.c_str());
+    if (input && session == input->session) {
+      if (input->remote_set) {
+        g_signal_emit_by_name(input->webrtc, "add-ice-candidate", mline, candidate.c_str());
+      } else {
+        input->pending_ice.emplace_back(candidate, mline);
+      }
+      return;
+    }
+    if (retired_sessions.count(session) != 0 || is_pending_child(session)) return;
+    // Candidates may overtake the offer they belong to.
+    if (early_ice.size() >= kEarlyIceSessions && early_ice.count(session) == 0) return;
+    auto& list = early_ice[session];
+    if (list.size() < kEarlyIcePerSession) list.emplace_back(candidate, mline);
   }
 
-  void create_webrtc() {
-    ++serial;
-    webrtc = make_webrtcbin(opts.ice, "webrtc");
-    g_object_set(webrtc, "latency", opts.latency_ms, nullptr);
-    connect("on-new-transceiver", &Impl::on_new_transceiver);
-    connect("pad-added", &Impl::on_pad_added);
-    connect("on-ice-candidate", &Impl::on_ice_candidate);
-    connect("notify::connection-state", &Impl::on_connection_state);
-    gst_bin_add(GST_BIN(pipeline), webrtc);
-    if (gst_element_set_state(pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {
-      throw RuntimeError("the watch pipeline did not start");
+  void session_ended(const std::string& session) {
+    if (finished) return;
+    if (children.count(session) != 0) {
+      remove_child(session);
+      return;
     }
+    if (is_pending_child(session)) {
+      pending_children.erase(std::find(pending_children.begin(), pending_children.end(), session));
+      return;
+    }
+    early_ice.erase(session);
+    // A former parent's session ending is a move we already made, not the end of the stream.
+    if (retired_sessions.count(session) != 0) return;
+    if (!input || session == input->session) {
+      finish(WatchEnd::broadcaster_ended, "the broadcaster ended the stream");
+    }
+  }
+
+  // Our connection to the parent failed (ICE/DTLS, or its part of the pipeline). In a relay tree
+  // the server moves us under someone else and we wait for that offer; otherwise we are done.
+  void incoming_failed(const std::string& why) {
+    if (!input || finished) return;
+    std::string session = input->session;
+    sig.report_failed(session);
+    if (tree_mode) {
+      retire_input();
+      return;
+    }
+    finish(WatchEnd::error, "the connection to the broadcaster failed: " + why, false);
+  }
+
+  void create_input(const std::string& session, const std::vector<OfferedMedia>& media) {
+    auto in = std::make_shared<Input>();
+    in->session = session;
+    in->serial = ++serials;
+    in->offered = media;
+    std::string n = std::to_string(in->serial);
+    in->bin = gst_bin_new(("in" + n).c_str());
+    gst_object_ref_sink(in->bin);
+    in->webrtc = make_webrtcbin(opts.ice, "webrtc" + n);
+    g_object_set(in->webrtc, "latency", opts.latency_ms, nullptr);
+    gst_bin_add(GST_BIN(in->bin), in->webrtc);
+    connect(in, "on-new-transceiver", &Impl::on_new_transceiver);
+    connect(in, "pad-added", &Impl::on_pad_added);
+    connect(in, "on-ice-candidate", &Impl::on_ice_candidate);
+    connect(in, "notify::connection-state", &Impl::on_connection_state);
+    if (auto it = early_ice.find(session); it != early_ice.end()) {
+      in->pending_ice = std::move(it->second);
+      early_ice.erase(it);
+    }
+    retired_sessions.erase(session);  // a former parent may become our parent again
+    {
+      std::lock_guard lock(mutex);
+      input = in;
+      current_serial = in->serial;
+    }
+    gst_bin_add(GST_BIN(pipeline), in->bin);
+    if (!playing) {
+      if (gst_element_set_state(pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {
+        throw RuntimeError("the watch pipeline did not start");
+      }
+      playing = true;
+    } else if (!gst_element_sync_state_with_parent(in->bin)) {
+      throw RuntimeError("the connection to the new parent did not start");
+    }
+    gate.reset();  // the new parent has sent us no keyframe yet
+  }
+
+  // Unhooks the current input from the tees and removes it on a later turn of the loop; the
+  // tees, our playback and the children keep running and wait for the next input.
+  void retire_input() {
+    if (!input) return;
+    InputPtr old = input;
+    {
+      std::lock_guard lock(mutex);
+      input.reset();
+      current_serial = 0;
+      for (auto [out, tee] : {std::pair{old->video_out, vtee}, std::pair{old->audio_out, atee}}) {
+        if (out == nullptr) continue;
+        GstPad* tsink = gst_element_get_static_pad(tee, "sink");
+        GstPad* peer = gst_pad_get_peer(out);
+        if (peer == tsink) gst_pad_unlink(out, tsink);
+        if (peer != nullptr) gst_object_unref(peer);
+        gst_object_unref(tsink);
+      }
+    }
+    add_totals(retired_totals, old->last_totals);
+    retired_sessions.insert(old->session);
+    current.state = "connecting";
+    retiring.push_back(old);
+    post_to(weak_from_this(), ctx, [old](Impl& self) { self.drop_input(old); });
+  }
+
+  void drop_input(const InputPtr& old) {
+    auto it = std::find(retiring.begin(), retiring.end(), old);
+    if (it == retiring.end() || pipeline == nullptr) return;  // torn down meanwhile
+    set_null_with_watchdog(old->bin, opts.shutdown_timeout_ms);
+    gst_bin_remove(GST_BIN(pipeline), old->bin);
+    retiring.erase(it);
   }
 
   template <class F>
-  void connect(const char* signal, F handler) {
-    g_signal_connect_data(webrtc, signal, G_CALLBACK(handler), new Tag{weak_from_this(), serial},
+  void connect(const InputPtr& in, const char* signal, F handler) {
+    g_signal_connect_data(in->webrtc, signal, G_CALLBACK(handler), new Tag{weak_from_this(), in},
                           [](gpointer d, GClosure*) { delete static_cast<Tag*>(d); }, GConnectFlags(0));
   }
 
@@ -319,45 +564,50 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
     gst_element_sync_state_with_parent(m);
   }
 
+  InputPtr current_input(unsigned serial) const {
+    return input && input->serial == serial ? input : nullptr;
+  }
+
   // Main context: the offer is in. Pick codecs and directions, then answer.
-  void remote_offer_set(const std::string& err) {
-    if (finished || webrtc == nullptr) return;
+  void remote_offer_set(unsigned serial, const std::string& err) {
+    InputPtr in = current_input(serial);
+    if (finished || !in) return;
     if (!err.empty()) {
       finish(WatchEnd::error, "the broadcaster's offer was refused: " + err);
       return;
     }
-    remote_set = true;
-    configure_transceivers();
+    in->remote_set = true;
+    configure_transceivers(*in);
     std::weak_ptr<Impl> weak = weak_from_this();
     GMainContext* c = ctx;
-    GstPromise* promise = make_promise([weak, c](const PromiseReply& r) {
+    GstPromise* promise = make_promise([weak, c, serial](const PromiseReply& r) {
       std::string e = r.error();
       GstWebRTCSessionDescription* answer = nullptr;
       if (e.empty() && r.reply != nullptr) gst_structure_get(r.reply, "answer", GST_TYPE_WEBRTC_SESSION_DESCRIPTION, &answer, nullptr);
       SessionDescription desc(answer, SdpDeleter{});
-      post_to(weak, c, [desc, e](Impl& self) { self.answer_created(desc, e); });
+      post_to(weak, c, [desc, e, serial](Impl& self) { self.answer_created(serial, desc, e); });
     });
-    g_signal_emit_by_name(webrtc, "create-answer", nullptr, promise);
+    g_signal_emit_by_name(in->webrtc, "create-answer", nullptr, promise);
   }
 
   // recvonly with our codecs where the peer sends something we can play; inactive for the
   // rest (a browser's unused screen-share transceivers, codecs we cannot decode). Runs for the
   // transceivers that exist now and, from on-new-transceiver, for those create-answer makes.
-  void configure_transceivers() {
+  void configure_transceivers(Input& in) {
     GArray* all = nullptr;
-    g_signal_emit_by_name(webrtc, "get-transceivers", &all);
+    g_signal_emit_by_name(in.webrtc, "get-transceivers", &all);
     if (all == nullptr) return;
-    for (guint i = 0; i < all->len; ++i) configure(g_array_index(all, GstWebRTCRTPTransceiver*, i));
+    for (guint i = 0; i < all->len; ++i) configure(in, g_array_index(all, GstWebRTCRTPTransceiver*, i));
     g_array_unref(all);
   }
 
-  void configure(GstWebRTCRTPTransceiver* t) {
+  void configure(Input& in, GstWebRTCRTPTransceiver* t) {
     guint mline = G_MAXUINT;
     g_object_get(t, "mlineindex", &mline, nullptr);
     std::optional<OfferedMedia> m;
     {
       std::lock_guard lock(mutex);
-      if (mline < offered.size()) m = offered[mline];
+      if (mline < in.offered.size()) m = in.offered[mline];
     }
     if (!m) return;
     if (!m->receivable) {
@@ -369,44 +619,51 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
     gst_caps_unref(caps);
   }
 
-  void answer_created(const SessionDescription& answer, const std::string& err) {
-    if (finished || webrtc == nullptr) return;
+  void answer_created(unsigned serial, const SessionDescription& answer, const std::string& err) {
+    InputPtr in = current_input(serial);
+    if (finished || !in) return;
     if (!answer) {
       finish(WatchEnd::error, "could not answer the broadcaster's offer: " + (err.empty() ? "no answer" : err));
       return;
     }
     answer_text = sdp_text(answer.get());
-    sig.send_sdp(session_id, Sdp{SdpType::answer, answer_text});
-    g_signal_emit_by_name(webrtc, "set-local-description", answer.get(), nullptr);
-    for (const auto& [cand, mline] : pending_ice) {
-      g_signal_emit_by_name(webrtc, "add-ice-candidate", mline, cand.c_str());
+    sig.send_sdp(in->session, Sdp{SdpType::answer, answer_text});
+    g_signal_emit_by_name(in->webrtc, "set-local-description", answer.get(), nullptr);
+    for (const auto& [cand, mline] : in->pending_ice) {
+      g_signal_emit_by_name(in->webrtc, "add-ice-candidate", mline, cand.c_str());
     }
-    pending_ice.clear();
+    in->pending_ice.clear();
   }
 
-  // ---- webrtcbin signals ----
+  // ---- webrtcbin signals (its threads) ----
 
-  static bool is_current(const Tag& t, std::shared_ptr<Impl>& self) {
+  // The impl and the input, if that input is still the current one.
+  static bool is_current(const Tag& t, std::shared_ptr<Impl>& self, InputPtr& in) {
     self = t.impl.lock();
-    return self && self->serial == t.serial;
+    in = t.input.lock();
+    return self && in && self->current_serial.load() == in->serial;
   }
 
   static void on_new_transceiver(GstElement*, GstWebRTCRTPTransceiver* trans, gpointer d) {
     auto* t = static_cast<Tag*>(d);
     std::shared_ptr<Impl> self = t->impl.lock();
-    if (!self) return;
+    InputPtr in = t->input.lock();
+    if (!self || !in) return;
     bool nack = self->opts.latency_ms >= kNackMinLatencyMs;
     g_object_set(trans, "do-nack", nack ? TRUE : FALSE, nullptr);
-    self->configure(trans);
+    self->configure(*in, trans);
   }
 
   static void on_ice_candidate(GstElement*, guint mline, gchar* candidate, gpointer d) {
     Tag t = *static_cast<Tag*>(d);
     std::string cand = candidate != nullptr ? candidate : "";
     std::shared_ptr<Impl> self;
-    if (!is_current(t, self)) return;
-    post_to(t.impl, self->ctx, [t, cand, mline](Impl& impl) {
-      if (impl.serial == t.serial && !impl.finished) impl.sig.add_ice(impl.session_id, cand, mline);
+    InputPtr in;
+    if (!is_current(t, self, in)) return;
+    unsigned serial = in->serial;
+    post_to(t.impl, self->ctx, [serial, cand, mline](Impl& impl) {
+      InputPtr now = impl.current_input(serial);
+      if (now && !impl.finished) impl.sig.add_ice(now->session, cand, mline);
     });
   }
 
@@ -415,18 +672,21 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
     GstWebRTCPeerConnectionState state{};
     g_object_get(webrtc, "connection-state", &state, nullptr);
     std::shared_ptr<Impl> self;
-    if (!is_current(t, self) || state != GST_WEBRTC_PEER_CONNECTION_STATE_FAILED) return;
-    post_to(t.impl, self->ctx, [](Impl& impl) {
-      impl.finish(WatchEnd::error, "the connection to the broadcaster failed (ICE/DTLS)");
+    InputPtr in;
+    if (!is_current(t, self, in) || state != GST_WEBRTC_PEER_CONNECTION_STATE_FAILED) return;
+    unsigned serial = in->serial;
+    post_to(t.impl, self->ctx, [serial](Impl& impl) {
+      if (impl.current_input(serial)) impl.incoming_failed("ICE/DTLS failed");
     });
   }
 
   static void on_pad_added(GstElement*, GstPad* pad, gpointer d) {
     Tag t = *static_cast<Tag*>(d);
     std::shared_ptr<Impl> self;
-    if (!is_current(t, self) || GST_PAD_DIRECTION(pad) != GST_PAD_SRC) return;
+    InputPtr in;
+    if (!is_current(t, self, in) || GST_PAD_DIRECTION(pad) != GST_PAD_SRC) return;
     try {
-      self->attach(pad);
+      self->attach(*in, pad);
     } catch (const std::exception& e) {
       std::string msg = e.what();
       post_to(t.impl, self->ctx, [msg](Impl& impl) { impl.finish(WatchEnd::error, msg); });
@@ -441,7 +701,9 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
     GstPad* mux_pad = nullptr;
   };
 
-  void attach(GstPad* pad) {
+  // A new track from the parent: depayload it into the tee (building our own playback branch
+  // behind the tee the first time), or drain it when we do not want it.
+  void attach(Input& in, GstPad* pad) {
     GstCaps* caps = gst_pad_get_current_caps(pad);
     if (caps == nullptr) caps = gst_pad_query_caps(pad, nullptr);
     const GstStructure* s = gst_caps_get_structure(caps, 0);
@@ -449,33 +711,38 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
     std::string codec =
         gst_structure_get_string(s, "encoding-name") != nullptr ? gst_structure_get_string(s, "encoding-name") : "";
     gst_caps_unref(caps);
-    Chain chain;
     std::lock_guard lock(mutex);
-    if (pipeline == nullptr) return;
-    if (media == "video" && !video_taken && depayloader(codec) != nullptr) {
-      video_taken = true;
-      video_codec = codec;
-      chain = video_chain(codec);
-    } else if (media == "audio" && !audio_taken && opts.audio && codec == "OPUS") {
-      audio_taken = true;
-      chain = audio_chain();
+    if (pipeline == nullptr || current_serial.load() != in.serial) return;
+    if (media == "video" && !in.video_linked && depayloader(codec) != nullptr &&
+        (video_codec.empty() || video_codec == codec)) {
+      in.video_linked = true;
+      if (video_codec.empty()) video_codec = codec;
+      if (!local_video_built) {
+        local_video_built = true;
+        link_from_tee(vtee, local_video_chain(codec));
+      }
+      auto chain = video_input_chain(codec);
+      link_input(in, pad, chain, vtee, in.video_out);
+      unref_pad(in.video_in);
+      in.video_in = gst_element_get_static_pad(chain.front(), "sink");
+      unsigned serial = in.serial;
+      post_to(weak_from_this(), ctx, [serial](Impl& self) { self.video_arrived(serial); });
+    } else if (media == "audio" && !in.audio_linked && opts.audio && codec == "OPUS") {
+      in.audio_linked = true;
+      if (!local_audio_built) {
+        local_audio_built = true;
+        link_from_tee(atee, local_audio_chain());
+      }
+      link_input(in, pad, {make_element("rtpopusdepay")}, atee, in.audio_out);
     } else {
-      chain.elements = {sink_element("fakesink", false)};  // extra tracks: drain them, block nothing
+      // Extra tracks: drain them, block nothing.
+      GstElement* sink = sink_element("fakesink", false);
+      gst_bin_add(GST_BIN(in.bin), sink);
+      gst_element_sync_state_with_parent(sink);
+      GstPad* sp = gst_element_get_static_pad(sink, "sink");
+      link_pads(pad, sp);
+      gst_object_unref(sp);
     }
-    add_chain(chain, pad);
-  }
-
-  static const char* depayloader(const std::string& codec) {
-    if (codec == "VP8") return "rtpvp8depay";
-    if (codec == "H264") return "rtph264depay";
-    if (codec == "VP9") return "rtpvp9depay";
-    return nullptr;
-  }
-
-  static const char* decoder(const std::string& codec) {
-    if (codec == "VP8") return "vp8dec";
-    if (codec == "H264") return "avdec_h264";  // openh264dec cannot decode x264's output
-    return "vp9dec";
   }
 
   GstElement* make_depay(const std::string& codec) {
@@ -487,24 +754,66 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
     return depay;
   }
 
-  Chain video_chain(const std::string& codec) {
-    Chain chain;
-    auto& c = chain.elements;
-    c.push_back(make_depay(codec));
-    if (!opts.decode) {
-      add_probe(c.back(), "src", &Impl::count_video);
-      c.push_back(sink_element("fakesink", false));
-      return chain;
+  // depay (and for H.264 a capsfilter, no parser: h264parse upstream of the tee drops further
+  // keyframe requests while one is pending). Byte-stream keeps SPS/PPS in the stream, which
+  // children's payloaders and decoders need after a change of parent.
+  std::vector<GstElement*> video_input_chain(const std::string& codec) {
+    std::vector<GstElement*> c{make_depay(codec)};
+    if (codec == "H264") {
+      GstElement* f = make_element("capsfilter");
+      GstCaps* caps = gst_caps_from_string("video/x-h264,stream-format=byte-stream,alignment=au");
+      g_object_set(f, "caps", caps, nullptr);
+      gst_caps_unref(caps);
+      c.push_back(f);
     }
-    if (codec == "H264") c.push_back(make_element("h264parse"));
+    return c;
+  }
+
+  // Adds the chain to the input's bin and links it: webrtcbin pad -> chain -> ghost pad -> tee.
+  // The tee's sink is taken over from whatever input held it before.
+  void link_input(Input& in, GstPad* pad, const std::vector<GstElement*>& c, GstElement* tee, GstPad*& out) {
+    for (GstElement* e : c) gst_bin_add(GST_BIN(in.bin), e);
+    for (std::size_t i = 0; i + 1 < c.size(); ++i) link_elements(c[i], c[i + 1]);
+    GstPad* last = gst_element_get_static_pad(c.back(), "src");
+    GstPad* ghost = gst_ghost_pad_new(nullptr, last);
+    gst_object_unref(last);
+    gst_pad_set_active(ghost, TRUE);
+    gst_element_add_pad(in.bin, ghost);
+    unref_pad(out);
+    out = GST_PAD(gst_object_ref(ghost));
+    GstPad* tsink = gst_element_get_static_pad(tee, "sink");
+    if (GstPad* old = gst_pad_get_peer(tsink)) {
+      gst_pad_unlink(old, tsink);
+      gst_object_unref(old);
+    }
+    GstPadLinkReturn r = gst_pad_link(ghost, tsink);
+    gst_object_unref(tsink);
+    if (r != GST_PAD_LINK_OK) {
+      throw RuntimeError(std::string("cannot link the received stream to the tee: ") + gst_pad_link_get_name(r));
+    }
+    for (auto it = c.rbegin(); it != c.rend(); ++it) gst_element_sync_state_with_parent(*it);
+    GstPad* sink = gst_element_get_static_pad(c.front(), "sink");
+    r = gst_pad_link(pad, sink);
+    gst_object_unref(sink);
+    if (r != GST_PAD_LINK_OK) {
+      throw RuntimeError(std::string("cannot link the received stream: ") + gst_pad_link_get_name(r));
+    }
+  }
+
+  // Our own playback behind the video tee; none when we only count (and maybe relay).
+  Chain local_video_chain(const std::string& codec) {
+    Chain chain;
+    if (!opts.decode) return chain;
+    auto& c = chain.elements;
+    c.push_back(make_element("queue"));  // every tee branch needs its own thread
     if (opts.sink == WatchSink::record) {
-      GstElement* q = make_element("queue");
-      add_probe(q, "src", &Impl::count_video);
-      c.push_back(q);
+      add_probe(c.back(), "src", &Impl::count_video);
+      if (codec == "H264") c.push_back(make_element("h264parse"));
       if (mux_video == nullptr) c.push_back(sink_element("fakesink", false));
       chain.mux_pad = mux_video;
       return chain;
     }
+    if (codec == "H264") c.push_back(make_element("h264parse"));
     GstElement* dec = make_element(decoder(codec));
     add_probe(dec, "sink", &Impl::into_decoder);
     add_probe(dec, "src", &Impl::out_of_decoder);
@@ -531,20 +840,14 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
     return chain;
   }
 
-  Chain audio_chain() {
+  Chain local_audio_chain() {
     Chain chain;
+    if (!opts.decode) return chain;
     auto& c = chain.elements;
-    c.push_back(make_element("rtpopusdepay"));
-    if (!opts.decode) {
-      add_probe(c.back(), "src", &Impl::count_audio);
-      c.push_back(sink_element("fakesink", false));
-      return chain;
-    }
+    c.push_back(make_element("queue"));
     if (opts.sink == WatchSink::record) {
+      add_probe(c.back(), "src", &Impl::count_audio);
       c.push_back(make_element("opusparse"));
-      GstElement* q = make_element("queue");
-      add_probe(q, "src", &Impl::count_audio);
-      c.push_back(q);
       if (mux_audio == nullptr) c.push_back(sink_element("fakesink", false));
       chain.mux_pad = mux_audio;
       return chain;
@@ -569,17 +872,20 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
     gst_object_unref(pad);
   }
 
-  // Adds and links the chain (and its muxer pad), starts it downstream first, then links the
-  // webrtcbin pad into it.
-  void add_chain(const Chain& chain, GstPad* src) {
+  // Adds and links the chain (and its muxer pad), starts it downstream first, then links a new
+  // tee pad into it.
+  void link_from_tee(GstElement* tee, const Chain& chain) {
     const auto& c = chain.elements;
+    if (c.empty()) return;
     for (GstElement* e : c) gst_bin_add(GST_BIN(pipeline), e);
     for (std::size_t i = 0; i + 1 < c.size(); ++i) link_elements(c[i], c[i + 1]);
     if (chain.mux_pad != nullptr) link_to_mux(c.back(), chain.mux_pad);
     for (auto it = c.rbegin(); it != c.rend(); ++it) gst_element_sync_state_with_parent(*it);
+    GstPad* tpad = gst_element_request_pad_simple(tee, "src_%u");
     GstPad* sink = gst_element_get_static_pad(c.front(), "sink");
-    GstPadLinkReturn r = gst_pad_link(src, sink);
+    GstPadLinkReturn r = gst_pad_link(tpad, sink);
     gst_object_unref(sink);
+    gst_object_unref(tpad);
     if (r != GST_PAD_LINK_OK) {
       throw RuntimeError(std::string("cannot link the received stream: ") + gst_pad_link_get_name(r));
     }
@@ -598,6 +904,19 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
   }
 
   // ---- probes (streaming threads) ----
+
+  static GstPadProbeReturn into_video_tee(GstPad*, GstPadProbeInfo*, gpointer d) {
+    auto* self = static_cast<Impl*>(d);
+    self->forwarded.fetch_add(1, std::memory_order_relaxed);
+    if (!self->opts.decode) self->frame_out();
+    return GST_PAD_PROBE_OK;
+  }
+
+  static GstPadProbeReturn into_audio_tee(GstPad*, GstPadProbeInfo*, gpointer d) {
+    auto* self = static_cast<Impl*>(d);
+    if (!self->opts.decode) self->audio_bufs.fetch_add(1, std::memory_order_relaxed);
+    return GST_PAD_PROBE_OK;
+  }
 
   static GstPadProbeReturn count_video(GstPad*, GstPadProbeInfo*, gpointer d) {
     static_cast<Impl*>(d)->frame_out();
@@ -661,6 +980,129 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
     gst_video_frame_unmap(&frame);
   }
 
+  // ---- relay children (main context) ----
+
+  bool is_pending_child(const std::string& session) const {
+    return std::find(pending_children.begin(), pending_children.end(), session) != pending_children.end();
+  }
+
+  std::string tee_codec() {
+    std::lock_guard lock(mutex);
+    return video_codec;
+  }
+
+  void child_requested(const std::string& session, const std::string&) {
+    if (finished) return;
+    if (opts.relay_slots == 0) {
+      sig.end_session(session);  // we do not relay
+      return;
+    }
+    if (children.count(session) != 0) remove_child(session);  // asked again: a fresh offer
+    if (is_pending_child(session)) return;
+    if (children.size() + pending_children.size() >= opts.relay_slots) {
+      sig.end_session(session);  // the server gave us more than we offered to serve
+      return;
+    }
+    if (tee_codec().empty()) {
+      pending_children.push_back(session);  // built once we know what we relay
+      return;
+    }
+    add_child(session);
+  }
+
+  void add_child(const std::string& session) {
+    std::weak_ptr<Impl> weak = weak_from_this();
+    RelayBranchEvents ev;
+    ev.offer = [weak, session](const Sdp& offer) {
+      if (auto self = weak.lock()) self->sig.send_sdp(session, offer);
+    };
+    ev.ice = [weak, session](const std::string& cand, unsigned mline) {
+      if (auto self = weak.lock()) self->sig.add_ice(session, cand, mline);
+    };
+    // A child that just connected needs a keyframe now, not at the next periodic one.
+    ev.connected = [weak] {
+      if (auto self = weak.lock()) self->request_keyframe();
+    };
+    ev.failed = [weak, session](const std::string& why) {
+      if (auto self = weak.lock()) self->fail_child(session, why);
+    };
+    ev.keyframe_wanted = [weak] {
+      if (auto self = weak.lock()) self->request_keyframe();
+    };
+    auto branch = RelayBranch::create(session, ++child_index, ctx, std::move(ev));
+    RelayBranchConfig cfg;
+    cfg.video_codec = tee_codec();
+    cfg.audio = relay_audio;
+    cfg.ice = opts.ice;
+    cfg.shutdown_timeout_ms = opts.shutdown_timeout_ms;
+    try {
+      branch->attach(pipeline, vtee, atee, cfg);
+    } catch (const Error&) {
+      sig.end_session(session);
+      return;
+    }
+    children[session] = branch;
+  }
+
+  void fail_child(const std::string& session, const std::string&) {
+    if (children.count(session) == 0) return;
+    sig.end_session(session);
+    remove_child(session);
+  }
+
+  void remove_child(const std::string& session) {
+    auto it = children.find(session);
+    if (it == children.end()) return;
+    it->second->detach();
+    children.erase(it);
+  }
+
+  // The first video from an input: now we know what we relay; ask the (new) parent for a
+  // keyframe so our playback and our children start or resume at once.
+  void video_arrived(unsigned serial) {
+    InputPtr in = current_input(serial);
+    if (finished || !in) return;
+    if (!relay_audio) {
+      relay_audio = opts.audio && std::any_of(in->offered.begin(), in->offered.end(), [](const OfferedMedia& m) {
+                      return m.kind == "audio" && m.receivable;
+                    });
+    }
+    auto waiting = std::move(pending_children);
+    pending_children.clear();
+    for (const auto& s : waiting) add_child(s);
+    request_keyframe();
+  }
+
+  void request_keyframe() {
+    if (finished) return;
+    auto d = gate.request(monotonic_us());
+    if (d.verdict == KeyframeGate::Verdict::send_now) {
+      send_keyframe_request();
+    } else if (d.verdict == KeyframeGate::Verdict::send_later) {
+      std::weak_ptr<Impl> weak = weak_from_this();
+      keyframe_timer = Timer(ctx, unsigned(d.delay_us / 1000 + 1), [weak] {
+        if (auto self = weak.lock()) {
+          self->gate.sent(monotonic_us());
+          self->send_keyframe_request();
+        }
+        return false;
+      });
+    }
+  }
+
+  // Up through the incoming webrtcbin, whose RTP session turns it into a PLI to our parent.
+  void send_keyframe_request() {
+    GstPad* pad = nullptr;
+    {
+      std::lock_guard lock(mutex);
+      if (input && input->video_in != nullptr) pad = GST_PAD(gst_object_ref(input->video_in));
+    }
+    if (pad == nullptr) return;
+    gst_pad_push_event(pad, gst_video_event_new_upstream_force_key_unit(GST_CLOCK_TIME_NONE, TRUE, 0));
+    gst_object_unref(pad);
+    keyframes_sent.fetch_add(1, std::memory_order_relaxed);
+  }
+
   // ---- recording: give up on tracks that never came ----
 
   void arm_mux_timer() {
@@ -692,8 +1134,10 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
     WatchStats s = current;
     s.elapsed_s = (now - start_us) / 1e6;
     s.fps = double(f - tick_frames) / dt;
-    s.frames_decoded = f;
+    s.frames_decoded = opts.decode ? f : 0;
+    s.frames_forwarded = forwarded.load();
     s.audio_buffers = audio_bufs.load();
+    s.children = unsigned(children.size());
     tick_frames = f;
     tick_us = now;
     {
@@ -706,25 +1150,44 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
     std::int64_t first = first_frame_us.load();
     if (first >= 0) {
       s.first_frame_ms = double(first - start_us) / 1000.0;
-      s.state = "playing";
+      if (input) s.state = "playing";
     }
     current = s;
-    if (webrtc != nullptr) update_rtp(read_session_totals(webrtc));
+    if (input) {
+      input->last_totals = read_session_totals(input->webrtc);
+      update_rtp(input->last_totals);
+    }
     if (auto cb = on_stats) cb(current);
   }
 
-  void update_rtp(const RtpTotals& t) {
+  void update_rtp(const RtpTotals& now_totals) {
+    RtpTotals t = retired_totals;
+    add_totals(t, now_totals);
     std::int64_t now = monotonic_us();
-    if (last_totals && now > last_totals_us && t.bytes_received >= last_totals->bytes_received) {
-      current.bitrate_kbps =
-          double(t.bytes_received - last_totals->bytes_received) * 8.0 / 1000.0 / ((now - last_totals_us) / 1e6);
+    if (last_bytes && now > last_bytes_us && t.bytes_received >= *last_bytes) {
+      current.bitrate_kbps = double(t.bytes_received - *last_bytes) * 8.0 / 1000.0 / ((now - last_bytes_us) / 1e6);
     }
     current.packets_received = t.packets_received;
     current.packets_lost = t.packets_lost;
-    current.jitter_ms = t.jitter_s * 1000.0;
-    if (t.rtt_s) current.rtt_ms = *t.rtt_s * 1000.0;
-    last_totals = t;
-    last_totals_us = now;
+    current.jitter_ms = now_totals.jitter_s * 1000.0;
+    if (now_totals.rtt_s) current.rtt_ms = *now_totals.rtt_s * 1000.0;
+    last_bytes = t.bytes_received;
+    last_bytes_us = now;
+  }
+
+  std::vector<std::string> element_factories() const {
+    std::vector<std::string> out;
+    if (pipeline == nullptr) return out;
+    GstIterator* it = gst_bin_iterate_recurse(GST_BIN(pipeline));
+    GValue item = G_VALUE_INIT;
+    while (gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
+      auto* e = GST_ELEMENT(g_value_get_object(&item));
+      if (GstElementFactory* f = gst_element_get_factory(e)) out.emplace_back(GST_OBJECT_NAME(f));
+      g_value_reset(&item);
+    }
+    g_value_unset(&item);
+    gst_iterator_free(it);
+    return out;
   }
 };
 
@@ -741,8 +1204,18 @@ bool Watcher::ended() const { return impl_->finished; }
 WatchStats Watcher::stats() const { return impl_->current; }
 std::uint64_t Watcher::frames() const { return impl_->frames.load(); }
 std::uint64_t Watcher::audio_buffers() const { return impl_->audio_bufs.load(); }
-std::string Watcher::session() const { return impl_->session_id; }
+std::uint64_t Watcher::frames_forwarded() const { return impl_->forwarded.load(); }
+std::string Watcher::session() const { return impl_->input ? impl_->input->session : std::string(); }
 std::string Watcher::local_answer() const { return impl_->answer_text; }
+std::uint64_t Watcher::keyframes_requested() const { return impl_->keyframes_sent.load(); }
+std::vector<std::string> Watcher::element_factories() const { return impl_->element_factories(); }
+
+std::vector<std::string> Watcher::child_sessions() const {
+  std::vector<std::string> out;
+  for (const auto& [s, child] : impl_->children) out.push_back(s);
+  return out;
+}
+
 void Watcher::set_on_stats(std::function<void(const WatchStats&)> cb) { impl_->on_stats = std::move(cb); }
 void Watcher::set_on_end(std::function<void(WatchEnd, const std::string&)> cb) { impl_->on_end = std::move(cb); }
 

@@ -1,7 +1,8 @@
-// media/watcher: the receiving side of `p2pstream watch`. A webrtcbin answers the broadcaster's
-// offer (any number of sendonly transceivers, some inactive, as browsers make) and the first
-// live video and audio tracks go to a decoder and sink, or to a muxer and file without
-// re-encoding. Peers are reached only through a Signaller.
+// media/watcher: the receiving side of `p2pstream watch`. A webrtcbin answers the parent's offer
+// (any number of sendonly transceivers, some inactive, as browsers make) and the first live video
+// and audio tracks go through tees to a decoder and sink, or to a muxer and file, and with
+// --relay K to up to K children, all without re-encoding. When the server moves us under a new
+// parent, only the incoming webrtcbin is replaced. Peers are reached only through a Signaller.
 #pragma once
 #include <glib.h>
 
@@ -9,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "media/options.hpp"
 #include "media/signaller.hpp"
@@ -38,9 +40,17 @@ class Watcher {
   bool ended() const;
 
   WatchStats stats() const;  // the latest figures, refreshed every stats interval
-  std::uint64_t frames() const;         // decoded (or recorded) video frames so far
-  std::uint64_t audio_buffers() const;  // decoded (or recorded) audio buffers so far
-  std::string session() const;          // "" until an offer arrived
+  // Decoded (or recorded) video frames so far; without decoding, the frames forwarded.
+  std::uint64_t frames() const;
+  std::uint64_t audio_buffers() const;     // decoded (or recorded) audio buffers so far
+  std::uint64_t frames_forwarded() const;  // video frames received into the relay tee
+  std::string session() const;             // the incoming session; "" until an offer arrived
+  // Relays: the sessions of the children served now, and the keyframe requests sent to the
+  // parent on their behalf (and on joining a new parent).
+  std::vector<std::string> child_sessions() const;
+  std::uint64_t keyframes_requested() const;
+  // The factory names of every element in the pipeline, nested bins included (tests, --verbose).
+  std::vector<std::string> element_factories() const;
   // The answer we sent ("" until then), for tests and --verbose.
   std::string local_answer() const;
 

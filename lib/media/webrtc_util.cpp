@@ -116,6 +116,37 @@ std::string sdp_text(const GstWebRTCSessionDescription* desc) {
   return out;
 }
 
+int send_payload_type(const std::string& codec) {
+  if (codec == "VP8") return 96;
+  if (codec == "VP9") return 98;
+  if (codec == "H264") return 102;
+  if (codec == "OPUS") return 111;
+  return 0;
+}
+
+std::uint32_t random_ssrc() {
+  std::uint32_t v = 0;
+  while (v == 0) v = g_random_int();
+  return v;
+}
+
+GstCaps* send_preferences(const std::string& codec, std::uint32_t ssrc) {
+  int pt = send_payload_type(codec);
+  if (pt == 0) return nullptr;
+  std::string caps;
+  if (codec == "OPUS") {
+    caps = "application/x-rtp,media=audio,encoding-name=OPUS,clock-rate=48000,encoding-params=(string)2";
+  } else {
+    caps = "application/x-rtp,media=video,encoding-name=" + codec + ",clock-rate=90000";
+    if (codec == "H264") caps += ",packetization-mode=(string)1";
+    // These become a=rtcp-fb lines: the receiver may then ask for retransmissions and keyframes.
+    caps += ",rtcp-fb-nack=(boolean)true,rtcp-fb-nack-pli=(boolean)true,rtcp-fb-ccm-fir=(boolean)true";
+  }
+  caps += ",payload=" + std::to_string(pt);
+  if (ssrc != 0) caps += ",ssrc=(uint)" + std::to_string(ssrc);
+  return gst_caps_from_string(caps.c_str());
+}
+
 const std::vector<std::string>& receivable_video_codecs() {
   static const std::vector<std::string> codecs{"VP8", "H264", "VP9"};
   return codecs;

@@ -7,6 +7,7 @@
 #include <gst/gst.h>
 #include <gst/webrtc/webrtc.h>
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -53,6 +54,18 @@ struct OfferedMedia {
 };
 // Throws RuntimeError when the text is not SDP.
 std::vector<OfferedMedia> summarize_offer(const std::string& sdp_text);
+
+// Codec preferences for a sendonly transceiver sending `codec` (VP8, H264, VP9 or OPUS), with
+// NACK, PLI and FIR feedback on video, and the payload type its payloader must use; nullptr and
+// 0 for other codecs. The caller owns the caps.
+// A nonzero `ssrc` (the payloader's, see random_ssrc) goes into the caps: webrtcbin writes the
+// offer's a=ssrc and RTX ssrc-group FID lines only from caps that carry it, and without them the
+// receiver never turns on retransmission requests and the sender maps RTX to no stream. The
+// offer is often made before the payloader's own caps reach webrtcbin, so it cannot wait for them.
+GstCaps* send_preferences(const std::string& codec, std::uint32_t ssrc = 0);
+// A random SSRC for a payloader (never 0, which webrtcbin reads as "none").
+std::uint32_t random_ssrc();
+int send_payload_type(const std::string& codec);
 
 // The video codecs a watcher accepts, best first, and the audio one.
 const std::vector<std::string>& receivable_video_codecs();

@@ -9,7 +9,7 @@
 #include <fstream>
 #include <iterator>
 
-#include "devnode/embedded_metadata.hpp"
+#include "vara_metadata/embedded.hpp"
 #include "gear_rpc/gear_transport.hpp"
 #include "ledger/ledger.hpp"
 #include "util/error.hpp"
@@ -35,7 +35,7 @@ class OfflineTransport : public chain::Transport {
 };
 
 metadata::Metadata offline_metadata(const std::optional<std::string>& file) {
-  if (!file) return metadata::Metadata::parse(devnode::embedded_metadata());
+  if (!file) return metadata::Metadata::parse(vara_metadata::embedded());
   std::ifstream in(*file, std::ios::binary);
   if (!in) throw UsageError(fmt::format("--metadata {}: cannot read the file", *file));
   Bytes blob{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};

@@ -3,6 +3,7 @@
 #include "signal/protocol.hpp"
 
 #include <algorithm>
+#include <type_traits>
 
 namespace p2p::signal {
 namespace {
@@ -58,6 +59,21 @@ class Reader {
     return true;
   }
   bool stream_id(const Json& obj, std::string& out) { return required_string(obj, "streamId", limits_.max_stream_id, out); }
+  // The web app leaves streamId out of answer and candidate; empty means "the sender's stream".
+  bool optional_stream_id(const Json& obj, std::string& out) {
+    std::optional<std::string> v;
+    if (!string_field(obj, "streamId", limits_.max_stream_id, v, false)) return false;
+    out = v.value_or(std::string());
+    return true;
+  }
+  // obj[key], or obj[alias] when key is absent (the web app's name for the same id). With
+  // neither, the error names `key`, the documented field.
+  bool id_field(const Json& obj, std::string_view key, std::string_view alias, std::string& out) {
+    auto it = obj.find(key);
+    auto a = obj.find(alias);
+    const bool use_alias = (it == obj.end() || it->is_null()) && a != obj.end() && !a->is_null();
+    return required_string(obj, use_alias ? alias : key, limits_.max_id, out);
+  }
 
   bool fail(std::string what) {
     if (error_.empty()) error_ = std::string(event_) + ": " + std::move(what);
@@ -91,10 +107,9 @@ bool read_auth(Reader& r, const Json& obj, std::optional<AuthProof>& out) {
   return true;
 }
 
-bool read_relay(Reader& r, const Json& obj, std::uint32_t& slots) {
+bool read_relay(Reader& r, const Json& obj, std::uint32_t max, std::optional<std::uint32_t>& slots) {
   auto it = obj.find("relay");
   if (it == obj.end() || it->is_null()) return true;
-  auto max = r.limits().max_relay_slots;
   const std::string rule = "relay must be {slots: k} with k a whole number from 0 to " + std::to_string(max);
   if (!it->is_object()) return r.fail(rule);
   auto s = it->find("slots");
@@ -132,19 +147,30 @@ R parse_broadcast(Reader& r) {
   BroadcastMsg m;
   const Json* obj;
   if (!r.id_arg(1, "broadcasterId", m.broadcaster_id) || !(obj = r.object_arg(2)) || !r.stream_id(*obj, m.stream_id) ||
-      !read_auth(r, *obj, m.auth))
+      !read_auth(r, *obj, m.auth) || !read_relay(r, *obj, r.limits().max_direct_slots, m.max_direct))
+    return R::fail(r.error());
+  return R::ok(std::move(m));
+}
+
+R parse_relay_failed(Reader& r) {
+  RelayFailedMsg m;
+  const Json* obj;
+  if (!r.id_arg(1, "userId", m.user_id) || !(obj = r.object_arg(2)) || !r.stream_id(*obj, m.stream_id) ||
+      !r.required_string(*obj, "parentId", r.limits().max_id, m.parent_id))
     return R::fail(r.error());
   return R::ok(std::move(m));
 }
 
 R parse_watch(Reader& r) {
   WatchMsg m;
+  std::optional<std::uint32_t> slots;
   const Json* obj;
   if (!r.id_arg(1, "userId", m.user_id) || !(obj = r.object_arg(2)) || !r.stream_id(*obj, m.stream_id) ||
       !r.string_field(*obj, "signedMsg", kMaxHexField, m.signed_msg, false) ||
       !r.string_field(*obj, "encodedId", r.limits().max_id, m.encoded_id, false) || !read_auth(r, *obj, m.auth) ||
-      !read_relay(r, *obj, m.relay_slots))
+      !read_relay(r, *obj, r.limits().max_relay_slots, slots))
     return R::fail(r.error());
+  m.relay_slots = slots.value_or(0);
   return R::ok(std::move(m));
 }
 
@@ -152,8 +178,11 @@ template <class Msg>
 R parse_description_event(Reader& r) {
   Msg m;
   const Json* obj;
-  if (!r.id_arg(1, "broadcasterId", m.broadcaster_id) || !(obj = r.object_arg(2)) || !r.stream_id(*obj, m.stream_id) ||
-      !r.required_string(*obj, "userId", r.limits().max_id, m.user_id) || !check_description(r, *obj))
+  // The web app's watcher answers {watcherId, description}: no streamId, watcherId for userId.
+  constexpr bool stream_optional = std::is_same_v<Msg, AnswerMsg>;
+  if (!r.id_arg(1, "broadcasterId", m.broadcaster_id) || !(obj = r.object_arg(2)) ||
+      !(stream_optional ? r.optional_stream_id(*obj, m.stream_id) : r.stream_id(*obj, m.stream_id)) ||
+      !r.id_field(*obj, "userId", "watcherId", m.user_id) || !check_description(r, *obj))
     return R::fail(r.error());
   m.payload = *obj;
   return R::ok(std::move(m));
@@ -163,7 +192,7 @@ R parse_candidate(Reader& r) {
   CandidateMsg m;
   const Json* obj;
   if (!r.id_arg(1, "targetId", m.target_id) || !(obj = r.object_arg(2)) ||
-      !r.required_string(*obj, "userId", r.limits().max_id, m.user_id) || !r.stream_id(*obj, m.stream_id))
+      !r.id_field(*obj, "userId", "id", m.user_id) || !r.optional_stream_id(*obj, m.stream_id))
     return R::fail(r.error());
   auto c = obj->find("candidate");
   if (c == obj->end()) {
@@ -205,6 +234,7 @@ Result<ClientEvent> parse_client_event(const Json& args, const ProtocolLimits& l
   if (name == "stopBroadcasting")
     return parse_id_stream<StopBroadcastingMsg>(r, "broadcasterId", &StopBroadcastingMsg::broadcaster_id);
   if (name == "stopWatching") return parse_id_stream<StopWatchingMsg>(r, "userId", &StopWatchingMsg::user_id);
+  if (name == "relayFailed") return parse_relay_failed(r);
   if (name == "getWatchersCount") return parse_id_stream<GetWatchersCountMsg>(r, "id", nullptr);
   if (name == "getIsStreaming") return parse_id_stream<GetIsStreamingMsg>(r, "id", nullptr);
   // Echo at most a short prefix of an unknown name.

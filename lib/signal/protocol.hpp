@@ -27,6 +27,9 @@ struct BroadcastMsg {
   std::string broadcaster_id;
   std::string stream_id;
   std::optional<AuthProof> auth;
+  // relay {slots: N}: the broadcaster's --max-direct, the most watchers it feeds itself.
+  // nullopt (absent) or 0: no limit of its own.
+  std::optional<std::uint32_t> max_direct;
 };
 
 struct WatchMsg {
@@ -39,7 +42,9 @@ struct WatchMsg {
 };
 
 // offer(broadcasterId, {streamId, userId, description}) and answer(...) alike. `payload` is the
-// whole second argument, forwarded unchanged.
+// whole second argument, forwarded unchanged. watcherId stands for userId when userId is absent,
+// and answer's streamId may be left out (empty: the sender's one stream), as the web app
+// answers {watcherId, description}.
 struct OfferMsg {
   std::string broadcaster_id;
   std::string stream_id;
@@ -53,7 +58,8 @@ struct AnswerMsg {
   Json payload;
 };
 
-// candidate(targetId, {userId, streamId, candidate}).
+// candidate(targetId, {userId, streamId, candidate}). The web app sends {id, candidate}: id
+// stands for userId when userId is absent, and an empty stream_id means the sender's one stream.
 struct CandidateMsg {
   std::string target_id;
   std::string user_id;
@@ -69,6 +75,13 @@ struct StopWatchingMsg {
   std::string user_id;
   std::string stream_id;
 };
+// relayFailed(userId, {streamId, parentId}): a relay child's peer connection to parentId failed
+// (ICE/DTLS); the server moves it elsewhere.
+struct RelayFailedMsg {
+  std::string user_id;
+  std::string stream_id;
+  std::string parent_id;
+};
 struct GetWatchersCountMsg {
   std::string stream_id;
 };
@@ -82,12 +95,14 @@ struct UnknownEvent {
 };
 
 using ClientEvent = std::variant<BroadcastMsg, WatchMsg, OfferMsg, AnswerMsg, CandidateMsg, StopBroadcastingMsg,
-                                 StopWatchingMsg, GetWatchersCountMsg, GetIsStreamingMsg, UnknownEvent>;
+                                 StopWatchingMsg, RelayFailedMsg, GetWatchersCountMsg, GetIsStreamingMsg,
+                                 UnknownEvent>;
 
 struct ProtocolLimits {
   std::size_t max_id = 128;         // an account id, hex or SS58
   std::size_t max_stream_id = 256;  // block timestamp + title
-  std::uint32_t max_relay_slots = 16;
+  std::uint32_t max_relay_slots = 16;     // a watcher's relay {slots}
+  std::uint32_t max_direct_slots = 100000;  // a broadcaster's relay {slots} (--max-direct)
 };
 
 // `args` is the EVENT array: ["name", arg1, arg2, ...]. The error text is meant for the

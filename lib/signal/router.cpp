@@ -34,13 +34,8 @@ void erase_one(std::vector<std::string>& list, std::string_view value) {
   if (it != list.end()) list.erase(it);
 }
 
-std::map<PublicKey, std::vector<PublicKey>> children_of(const std::vector<PublicKey>& keys,
-                                                         const std::vector<std::optional<PublicKey>>& parents) {
-  std::map<PublicKey, std::vector<PublicKey>> out;
-  for (std::size_t i = 0; i < keys.size(); ++i)
-    if (parents[i]) out[*parents[i]].push_back(keys[i]);
-  return out;
-}
+// The text clients match on (the w3b signaller treats it as a notice and keeps waiting).
+constexpr std::string_view kNoSlot = "No relay slot free";
 
 }  // namespace
 
@@ -261,6 +256,7 @@ void Router::handle_event(Out& out, SocketId s, SocketState& st, const Json& arg
   if (auto* m = std::get_if<CandidateMsg>(&ev)) return forward_candidate(out, s, *m);
   if (auto* m = std::get_if<StopBroadcastingMsg>(&ev)) return stop_broadcasting(out, s, *m);
   if (auto* m = std::get_if<StopWatchingMsg>(&ev)) return stop_watching(out, s, *m);
+  if (auto* m = std::get_if<RelayFailedMsg>(&ev)) return relay_failed(out, s, *m);
   if (auto* m = std::get_if<GetWatchersCountMsg>(&ev)) {
     auto it = streams_.find(m->stream_id);
     return out.send(s, watchers_count_event(it == streams_.end() ? 0 : it->second.watchers.size()));
@@ -359,12 +355,11 @@ void Router::continue_broadcast(Out& out, const PendingJoin& j, const OwnerEntry
 
 void Router::start_stream(Out& out, const PendingJoin& j) {
   const auto& m = std::get<BroadcastMsg>(j.msg);
-  Stream stream;
-  stream.id = m.stream_id;
-  stream.broadcaster.key = j.key;
-  stream.broadcaster.id = m.broadcaster_id;
-  stream.broadcaster.socket = j.socket;
-  stream.broadcaster.slots = static_cast<std::uint32_t>(config_.broadcaster_slots);
+  // The tighter of the server's cap and the broadcaster's own --max-direct; 0 on either = none.
+  std::size_t direct = config_.broadcaster_slots;
+  if (m.max_direct.value_or(0) > 0) direct = direct == 0 ? *m.max_direct : std::min<std::size_t>(direct, *m.max_direct);
+  Stream stream{m.stream_id, Member{j.key, m.broadcaster_id, j.socket}, {},
+                RelayTree(j.key, static_cast<std::uint32_t>(std::min<std::size_t>(direct, UINT32_MAX)))};
   streams_.emplace(m.stream_id, std::move(stream));
   sockets_.at(j.socket).streams.push_back(m.stream_id);
   out.send(j.socket, is_streaming_event(true));
@@ -424,11 +419,16 @@ void Router::admit_watcher(Out& out, Stream& stream, const PendingJoin& j) {
 
   auto same = std::find_if(stream.watchers.begin(), stream.watchers.end(), [&](const Member& w) { return w.key == j.key; });
   if (same != stream.watchers.end() && same->socket == j.socket) {
-    // A repeat (the web app retries every 2 s until media flows): announce it to its parent again.
-    const Member* parent = member(stream, *same->parent);
+    // A repeat (the web app retries every 2 s until media flows): announce it to its parent
+    // again, or remind it that it still waits for a slot.
+    auto parent_key = stream.tree.parent_of(same->key);
+    const Member* parent = parent_key ? member(stream, *parent_key) : nullptr;
     if (parent) out.send(parent->socket, watch_event(same->id, stream.id, parent != &stream.broadcaster));
     send_counts(out, stream, true);
-    if (parent) out.send(j.socket, placement_event(parent->id, same->depth));
+    if (parent)
+      out.send(j.socket, placement_event(parent->id, stream.tree.depth_of(same->key)));
+    else
+      out.send(j.socket, error_event(kNoSlot));
     return;
   }
   if (same != stream.watchers.end())  // a new connection of the same account replaces the old one
@@ -438,27 +438,14 @@ void Router::admit_watcher(Out& out, Stream& stream, const PendingJoin& j) {
     return out.refuse(j.socket, Refusal::limit, "Stream " + stream.id + " has reached its watcher limit");
   if (sock->second.streams.size() >= config_.max_streams_per_socket)
     return out.refuse(j.socket, Refusal::limit, "Too many streams on this connection");
-  auto parent_key = find_parent(stream, {});
-  if (!parent_key)
-    return out.refuse(j.socket, Refusal::no_slot, "No free relay slot on stream " + stream.id + ": try again later");
 
-  const Member* parent = member(stream, *parent_key);
-  Member w;
-  w.key = j.key;
-  w.id = m.user_id;
-  w.socket = j.socket;
-  w.slots = m.relay_slots;
-  w.parent = *parent_key;
-  w.depth = parent->depth + 1;
-  const bool relay = parent != &stream.broadcaster;
-  const SocketId parent_socket = parent->socket;
-  const std::string parent_id = parent->id;
-  stream.watchers.push_back(w);  // invalidates `parent` when it is a watcher
+  stream.watchers.push_back(Member{j.key, m.user_id, j.socket});
   sock->second.streams.push_back(stream.id);
-
-  out.send(parent_socket, watch_event(m.user_id, stream.id, relay));
+  // The newcomer hears where it stands after the counts, as it always has.
+  Out own(counters_);
+  apply_moves(out, stream, stream.tree.join(j.key, m.relay_slots), &j.key, &own);
   send_counts(out, stream, true);
-  out.send(j.socket, placement_event(parent_id, w.depth));
+  for (auto& a : own.actions) out.actions.push_back(std::move(a));
 }
 
 // ---- streams and the relay tree ----
@@ -508,96 +495,53 @@ void Router::remove_watcher(Out& out, Stream& stream, std::size_t index) {
   stream.watchers.erase(stream.watchers.begin() + static_cast<std::ptrdiff_t>(index));
   if (auto st = sockets_.find(gone.socket); st != sockets_.end()) erase_one(st->second.streams, stream.id);
 
+  // The broadcaster hears of every leave (the web app counts on it), a relay parent of its own.
   out.send(stream.broadcaster.socket, stop_watching_event(gone.id, stream.id));
-  if (gone.parent && *gone.parent != stream.broadcaster.key)
-    if (const Member* p = member(stream, *gone.parent)) out.send(p->socket, stop_watching_event(gone.id, stream.id));
-
-  std::vector<PublicKey> orphans;
-  for (const auto& w : stream.watchers)
-    if (w.parent == gone.key) orphans.push_back(w.key);
-  replace_orphans(out, stream, std::move(orphans));
+  if (auto p = stream.tree.parent_of(gone.key); p && *p != stream.broadcaster.key)
+    if (const Member* parent = member(stream, *p)) out.send(parent->socket, stop_watching_event(gone.id, stream.id));
+  apply_moves(out, stream, stream.tree.leave(gone.key));
   send_counts(out, stream, false);
 }
 
-std::set<PublicKey> Router::subtree(const Stream& stream, const PublicKey& root) const {
-  std::vector<PublicKey> keys;
-  std::vector<std::optional<PublicKey>> parents;
-  for (const auto& w : stream.watchers) {
-    keys.push_back(w.key);
-    parents.push_back(w.parent);
-  }
-  auto children = children_of(keys, parents);
-  std::set<PublicKey> out{root};
-  std::deque<PublicKey> todo{root};
-  while (!todo.empty()) {
-    auto k = todo.front();
-    todo.pop_front();
-    for (const auto& c : children[k])
-      if (out.insert(c).second) todo.push_back(c);
-  }
-  return out;
-}
-
-std::optional<PublicKey> Router::find_parent(const Stream& stream, const std::set<PublicKey>& exclude) const {
-  std::map<PublicKey, std::size_t> children;
-  for (const auto& w : stream.watchers)
-    if (w.parent) ++children[*w.parent];
-  const auto& b = stream.broadcaster;
-  if (config_.broadcaster_slots == 0 || children[b.key] < config_.broadcaster_slots) return b.key;
-  const Member* best = nullptr;
-  for (const auto& w : stream.watchers) {
-    if (w.slots == 0 || children[w.key] >= w.slots || exclude.count(w.key)) continue;
-    if (!best || w.depth < best->depth) best = &w;
-  }
-  if (!best) return std::nullopt;
-  return best->key;
-}
-
-// Re-places each orphan (with its subtree) under the shallowest free peer outside that subtree.
-// An orphan with nowhere to go leaves the stream, and its children become orphans in turn.
-void Router::replace_orphans(Out& out, Stream& stream, std::vector<PublicKey> orphans) {
-  std::deque<PublicKey> todo(orphans.begin(), orphans.end());
-  while (!todo.empty()) {
-    const PublicKey key = todo.front();
-    todo.pop_front();
-    auto sub = subtree(stream, key);
-    auto parent_key = find_parent(stream, sub);
-    auto idx = static_cast<std::size_t>(
-        std::find_if(stream.watchers.begin(), stream.watchers.end(), [&](const Member& w) { return w.key == key; }) -
-        stream.watchers.begin());
-    if (idx == stream.watchers.size()) continue;
-    if (!parent_key) {
-      Member gone = std::move(stream.watchers[idx]);
-      stream.watchers.erase(stream.watchers.begin() + static_cast<std::ptrdiff_t>(idx));
-      if (auto st = sockets_.find(gone.socket); st != sockets_.end()) erase_one(st->second.streams, stream.id);
-      out.refuse(gone.socket, Refusal::no_slot, "No free relay slot on stream " + stream.id + ": watch again later");
-      out.send(stream.broadcaster.socket, stop_watching_event(gone.id, stream.id));
-      for (const auto& w : stream.watchers)
-        if (w.parent == gone.key) todo.push_back(w.key);
+void Router::apply_moves(Out& out, Stream& stream, const TreeMoves& moves, const PublicKey* hold, Out* held) {
+  for (const auto& mv : moves) {
+    const Member* child = member(stream, mv.key);
+    if (!child) continue;
+    Out& to_child = hold && held && *hold == mv.key ? *held : out;
+    if (mv.kind == TreeMove::Kind::queued) {
+      to_child.refuse(child->socket, Refusal::no_slot, kNoSlot);
       continue;
     }
-    const Member* parent = member(stream, *parent_key);
-    const bool relay = parent != &stream.broadcaster;
-    Member& o = stream.watchers[idx];
-    o.parent = *parent_key;
-    o.depth = parent->depth + 1;
-    out.send(parent->socket, watch_event(o.id, stream.id, relay));
-    out.send(o.socket, placement_event(parent->id, o.depth));
-    // The subtree moves whole; only its depths change.
-    std::deque<PublicKey> below{key};
-    while (!below.empty()) {
-      const Member* up = member(stream, below.front());
-      below.pop_front();
-      if (!up) continue;
-      for (auto& w : stream.watchers) {
-        if (w.parent != up->key) continue;
-        below.push_back(w.key);
-        if (w.depth == up->depth + 1) continue;
-        w.depth = up->depth + 1;
-        out.send(w.socket, placement_event(up->id, w.depth));
-      }
+    const Member* parent = member(stream, mv.parent);
+    if (!parent) continue;
+    if (mv.kind == TreeMove::Kind::placed) {
+      out.send(parent->socket, watch_event(child->id, stream.id, parent != &stream.broadcaster));
+      ++counters_.placements;
     }
+    to_child.send(child->socket, placement_event(parent->id, mv.depth));
   }
+}
+
+// A child's link to its parent failed: it moves elsewhere and the parent drops its session.
+void Router::relay_failed(Out& out, SocketId s, const RelayFailedMsg& m) {
+  auto it = streams_.find(m.stream_id);
+  if (it == streams_.end()) return;
+  Stream& stream = it->second;
+  Member* from = sender(stream, s, m.user_id);
+  if (!from || from == &stream.broadcaster)
+    return out.refuse(s, Refusal::spoofed, "relayFailed: this connection is not a watcher " + m.user_id + " on stream " + m.stream_id);
+  auto parent_key = parse_id(m.parent_id);
+  // A late report about a parent it has already left changes nothing.
+  if (!parent_key || stream.tree.parent_of(from->key) != parent_key) return;
+  const Member* parent = member(stream, *parent_key);
+  if (!parent) return;
+  ++counters_.relay_failures;
+  out.send(parent->socket, stop_watching_event(from->id, stream.id));
+  apply_moves(out, stream, stream.tree.fail(from->key, *parent_key));
+}
+
+bool Router::is_peer(const Stream& stream, const Member& parent, const Member& child) const {
+  return stream.tree.parent_of(child.key) == parent.key;
 }
 
 // ---- forwarding ----
@@ -609,31 +553,49 @@ void Router::forward_offer(Out& out, SocketId s, const OfferMsg& m) {
   if (!from) return out.refuse(s, Refusal::spoofed, "offer: this connection is not " + m.broadcaster_id + " on stream " + m.stream_id);
   auto to_key = parse_id(m.user_id);
   Member* to = to_key ? member(it->second, *to_key) : nullptr;
-  if (!to || to->parent != from->key) return;  // not (or no longer) its child
+  if (!to || !is_peer(it->second, *from, *to)) return;  // not (or no longer) its child
   out.send(to->socket, offer_event(m.broadcaster_id, m.payload));
   ++counters_.messages_relayed;
 }
 
+Router::Stream* Router::relay_stream(Out& out, SocketId s, std::string_view event, const std::string& stream_id) {
+  if (!stream_id.empty()) {
+    auto it = streams_.find(stream_id);
+    return it == streams_.end() ? nullptr : &it->second;  // nullptr: the stream ended meanwhile
+  }
+  // A web app socket is in one stream; the sender's membership names it.
+  const std::vector<std::string>& mine = sockets_.at(s).streams;
+  if (mine.size() != 1) {
+    out.refuse(s, Refusal::bad_request,
+               std::string(event) + ": streamId is missing and this connection is in " +
+                   (mine.empty() ? std::string("no stream") : std::to_string(mine.size()) + " streams") +
+                   ": send streamId");
+    return nullptr;
+  }
+  auto it = streams_.find(mine.front());
+  return it == streams_.end() ? nullptr : &it->second;
+}
+
 void Router::forward_answer(Out& out, SocketId s, const AnswerMsg& m) {
-  auto it = streams_.find(m.stream_id);
-  if (it == streams_.end()) return;
-  Member* from = sender(it->second, s, m.user_id);
-  if (!from) return out.refuse(s, Refusal::spoofed, "answer: this connection is not " + m.user_id + " on stream " + m.stream_id);
+  Stream* stream = relay_stream(out, s, "answer", m.stream_id);
+  if (!stream) return;
+  Member* from = sender(*stream, s, m.user_id);
+  if (!from) return out.refuse(s, Refusal::spoofed, "answer: this connection is not " + m.user_id + " on stream " + stream->id);
   auto to_key = parse_id(m.broadcaster_id);
-  Member* to = to_key ? member(it->second, *to_key) : nullptr;
-  if (!to || from->parent != to->key) return;
+  Member* to = to_key ? member(*stream, *to_key) : nullptr;
+  if (!to || !is_peer(*stream, *to, *from)) return;
   out.send(to->socket, answer_event(m.broadcaster_id, m.payload));
   ++counters_.messages_relayed;
 }
 
 void Router::forward_candidate(Out& out, SocketId s, const CandidateMsg& m) {
-  auto it = streams_.find(m.stream_id);
-  if (it == streams_.end()) return;
-  Member* from = sender(it->second, s, m.user_id);
-  if (!from) return out.refuse(s, Refusal::spoofed, "candidate: this connection is not " + m.user_id + " on stream " + m.stream_id);
+  Stream* stream = relay_stream(out, s, "candidate", m.stream_id);
+  if (!stream) return;
+  Member* from = sender(*stream, s, m.user_id);
+  if (!from) return out.refuse(s, Refusal::spoofed, "candidate: this connection is not " + m.user_id + " on stream " + stream->id);
   auto to_key = parse_id(m.target_id);
-  Member* to = to_key ? member(it->second, *to_key) : nullptr;
-  if (!to || (from->parent != to->key && to->parent != from->key)) return;  // not peers
+  Member* to = to_key ? member(*stream, *to_key) : nullptr;
+  if (!to || (!is_peer(*stream, *to, *from) && !is_peer(*stream, *from, *to))) return;  // not peers
   out.send(to->socket, candidate_event(m.user_id, m.candidate));
   ++counters_.messages_relayed;
 }
@@ -652,9 +614,10 @@ void Router::forward_scanned(Out& out, SocketId s, const RelayScan& r) {
   auto to_key = parse_id(to_id);
   Member* to = to_key ? member(it->second, *to_key) : nullptr;
   if (!to) return;
-  const bool peers = offer                         ? to->parent == from->key
-                     : r.kind == RelayScan::Kind::answer ? from->parent == to->key
-                                                   : from->parent == to->key || to->parent == from->key;
+  const Stream& stream = it->second;
+  const bool peers = offer                               ? is_peer(stream, *from, *to)
+                     : r.kind == RelayScan::Kind::answer ? is_peer(stream, *to, *from)
+                                                         : is_peer(stream, *to, *from) || is_peer(stream, *from, *to);
   if (!peers) return;
   // The scanned ids hold no escapes, so they go out as they came, like the payloads.
   std::string packet;
@@ -805,12 +768,40 @@ std::size_t Router::watcher_count(std::string_view stream_id) const {
   return it == streams_.end() ? 0 : it->second.watchers.size();
 }
 
+const RelayTree* Router::tree(std::string_view stream_id) const {
+  auto it = streams_.find(stream_id);
+  return it == streams_.end() ? nullptr : &it->second.tree;
+}
+
+std::string Router::check() const {
+  for (const auto& entry : streams_) {
+    const std::string& id = entry.first;  // a plain reference: clang cannot capture bindings
+    const Stream& stream = entry.second;
+    if (auto e = stream.tree.check(); !e.empty()) return "stream " + id + ": " + e;
+    if (stream.tree.size() != stream.watchers.size()) return "stream " + id + ": tree and watcher list differ in size";
+    if (stream.tree.root() != stream.broadcaster.key) return "stream " + id + ": the tree's root is not the broadcaster";
+    auto on = [&](SocketId s) {
+      auto st = sockets_.find(s);
+      return st != sockets_.end() && std::count(st->second.streams.begin(), st->second.streams.end(), id) > 0;
+    };
+    if (!on(stream.broadcaster.socket)) return "stream " + id + ": the broadcaster's socket does not list it";
+    for (const auto& w : stream.watchers) {
+      if (!stream.tree.contains(w.key)) return "stream " + id + ": a watcher is not in the tree";
+      if (!on(w.socket)) return "stream " + id + ": a watcher's socket does not list it";
+    }
+  }
+  return {};
+}
+
 Counters Router::counters() const {
   Counters c = counters_;
   c.connections_open = sockets_.size();
   c.streams_live = streams_.size();
   c.watchers = 0;
-  for (const auto& [id, s] : streams_) c.watchers += s.watchers.size();
+  for (const auto& [id, s] : streams_) {
+    c.watchers += s.watchers.size();
+    c.queued += s.tree.queue_size();
+  }
   return c;
 }
 

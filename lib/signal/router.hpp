@@ -30,6 +30,7 @@
 #include "keys/ed25519.hpp"
 #include "signal/engineio.hpp"
 #include "signal/protocol.hpp"
+#include "signal/relay_tree.hpp"
 
 namespace p2p::signal {
 
@@ -49,7 +50,9 @@ struct RouterConfig {
   std::size_t max_streams_per_broadcaster = 1;
   std::size_t max_streams_per_socket = 8;
   std::size_t max_watchers_per_stream = 5000;
-  std::size_t broadcaster_slots = 0;  // direct children of a broadcaster; 0 = no limit
+  // Direct children of a broadcaster; 0 = no limit. A broadcaster's own relay {slots: N}
+  // (its --max-direct) lowers it further.
+  std::size_t broadcaster_slots = 0;
   std::int64_t nonce_ttl_ms = 120000;
   std::int64_t connect_timeout_ms = 45000;  // socket open but no Socket.IO CONNECT
   std::int64_t cache_ttl_ms = 30000;
@@ -111,7 +114,7 @@ enum class Refusal : std::uint8_t {
   unknown_stream,    // no such stream on chain
   already_live,      // "You already have a stream running"
   spoofed,           // offer/answer/candidate for an id this socket does not hold
-  no_slot,           // no free place in the relay tree
+  no_slot,           // no free place in the relay tree: the watcher waits in the queue
   limit,             // streams per socket, watchers per stream
   rate_limited,      // token bucket empty
   too_large,         // frame over max_frame
@@ -132,6 +135,9 @@ struct Counters {
   std::uint64_t messages_relayed = 0;  // offer/answer/candidate forwarded
   std::uint64_t chain_lookups = 0;
   std::uint64_t closes_by_server = 0;
+  std::uint64_t queued = 0;          // gauge: watchers waiting for a relay slot
+  std::uint64_t relay_failures = 0;  // relayFailed reports acted on
+  std::uint64_t placements = 0;      // watchers put under a parent: joins, orphans, queue, failed links
   std::array<std::uint64_t, kRefusalCount> refusals{};
 };
 
@@ -163,7 +169,11 @@ class Router {
   std::size_t pending_count() const { return pending_.size(); }
   std::size_t lookups_in_flight() const { return stream_lookups_.size() + subscriber_lookups_.size(); }
   std::size_t cache_size() const { return owner_cache_.size() + subscriber_cache_.size(); }
-  std::size_t watcher_count(std::string_view stream_id) const;
+  std::size_t watcher_count(std::string_view stream_id) const;  // placed and queued
+  // A live stream's relay tree (nullptr when not live), for tests and the fuzzer.
+  const RelayTree* tree(std::string_view stream_id) const;
+  // Every invariant between sockets, streams and trees; empty when all hold, else what broke.
+  std::string check() const;
 
  private:
   struct SocketState {
@@ -183,14 +193,12 @@ class Router {
     keys::PublicKey key{};
     std::string id;  // as the client wrote it
     SocketId socket = 0;
-    std::uint32_t slots = 0;  // relay capacity
-    std::optional<keys::PublicKey> parent;  // nullopt for the broadcaster
-    std::size_t depth = 0;
   };
   struct Stream {
     std::string id;
     Member broadcaster;
-    std::vector<Member> watchers;  // in join order
+    std::vector<Member> watchers;  // in join order, placed or queued
+    RelayTree tree;                // who feeds whom; its root is the broadcaster
   };
   struct PendingJoin {
     SocketId socket = 0;
@@ -233,9 +241,12 @@ class Router {
   // Streams and the relay tree
   void end_stream(Out& out, const std::string& stream_id);
   void remove_watcher(Out& out, Stream& stream, std::size_t index);
-  void replace_orphans(Out& out, Stream& stream, std::vector<keys::PublicKey> orphans);
-  std::optional<keys::PublicKey> find_parent(const Stream& stream, const std::set<keys::PublicKey>& exclude) const;
-  std::set<keys::PublicKey> subtree(const Stream& stream, const keys::PublicKey& root) const;
+  // Turns tree moves into packets: placed -> the parent's watch and the child's placement,
+  // depth -> placement, queued -> "No relay slot free". The packets to `hold` go to `held`.
+  void apply_moves(Out& out, Stream& stream, const TreeMoves& moves, const keys::PublicKey* hold = nullptr,
+                   Out* held = nullptr);
+  void relay_failed(Out& out, SocketId s, const RelayFailedMsg& m);
+  bool is_peer(const Stream& stream, const Member& parent, const Member& child) const;
   void send_counts(Out& out, const Stream& stream, bool live_too);
   Member* member(Stream& stream, const keys::PublicKey& key);
   Member* sender(Stream& stream, SocketId s, std::string_view claimed_id);
@@ -243,6 +254,9 @@ class Router {
   // Forwarding and queries
   void forward_offer(Out& out, SocketId s, const OfferMsg& m);
   void forward_answer(Out& out, SocketId s, const AnswerMsg& m);
+  // The stream an answer/candidate is about: its streamId or, when the web app left that out,
+  // the one stream the sender is in (several or none: an error to the sender). nullptr: drop it.
+  Stream* relay_stream(Out& out, SocketId s, std::string_view event, const std::string& stream_id);
   void forward_candidate(Out& out, SocketId s, const CandidateMsg& m);
   // offer/answer/candidate read by scan_relay: the same checks, no JSON tree (the hot path).
   void forward_scanned(Out& out, SocketId s, const RelayScan& r);

@@ -51,7 +51,17 @@ WsFrame parse_client_frame(char* buf, std::size_t len, std::size_t max_payload) 
   std::memcpy(mask, buf + at, 4);
   at += 4;
   char* payload = buf + at;
-  for (std::size_t i = 0; i < n; ++i) payload[i] = static_cast<char>(payload[i] ^ mask[i & 3]);
+  // Eight bytes at a time: byte by byte, unmasking was ~4% of the relay path's CPU.
+  std::uint64_t mask8 = 0;
+  for (int k = 0; k < 8; ++k) reinterpret_cast<unsigned char*>(&mask8)[k] = mask[k & 3];
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    std::uint64_t word;
+    std::memcpy(&word, payload + i, 8);
+    word ^= mask8;
+    std::memcpy(payload + i, &word, 8);
+  }
+  for (; i < n; ++i) payload[i] = static_cast<char>(payload[i] ^ mask[i & 3]);
   f.status = WsFrame::ok;
   f.payload_at = at;
   f.payload_len = static_cast<std::size_t>(n);
@@ -95,6 +105,9 @@ struct RawSockets::Link {
 namespace {
 
 std::int64_t monotonic_ms() { return g_get_monotonic_time() / 1000; }
+
+constexpr int kFlushEvery = 32;     // events handled before queued replies are written
+constexpr int kRoundsPerWake = 8;   // most epoll batches per GLib dispatch
 
 std::string close_payload(std::uint16_t code, std::string_view reason) {
   std::string p;
@@ -156,9 +169,20 @@ RawSockets::LinkId RawSockets::adopt(GIOStream* stream, int fd) {
 
 void RawSockets::dispatch() {
   batching_ = true;
-  epoll_event evs[256];
-  int n = ::epoll_wait(epfd_, evs, 256, 0);
-  for (int i = 0; i < n; ++i) {
+  // Look again before going back to the GLib loop: what arrived while we were relaying is taken
+  // now, for one cheap epoll_wait, instead of by another GLib iteration, sleep and wake-up, which
+  // together cost about as much CPU as relaying a message. Bounded, so that timers and new HTTP
+  // connections still get their turn.
+  for (int round = 0; round < kRoundsPerWake; ++round)
+    if (dispatch_batch() == 0) break;
+  flush_dirty();
+  batching_ = false;
+}
+
+int RawSockets::dispatch_batch() {
+  epoll_event evs[kBatch];
+  const int count = ::epoll_wait(epfd_, evs, kBatch, 0);
+  for (int i = 0; i < count; ++i) {
     const LinkId id = evs[i].data.u64;
     if (auto c = closing_.find(id); c != closing_.end()) {
       Link& l = *c->second;
@@ -186,9 +210,12 @@ void RawSockets::dispatch() {
     if (it == links_.end()) continue;
     if ((evs[i].events & EPOLLOUT) && !flush(*it->second)) continue;
     if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) read(id);
+    // Replies wait for the end of a batch so that several for one socket leave in one send(),
+    // but not for a whole one: 256 events after a stall is ~2 ms of holding the first reply.
+    if ((i + 1) % kFlushEvery == 0) flush_dirty();
   }
   flush_dirty();
-  batching_ = false;
+  return count;
 }
 
 void RawSockets::read(LinkId id) {

@@ -71,6 +71,8 @@ class RawSockets {
  private:
   static gboolean on_ready(gint fd, GIOCondition condition, gpointer self);
   void dispatch();
+  int dispatch_batch();  // one epoll_wait's worth of events; returns how many
+  static constexpr int kBatch = 256;
   void read(LinkId id);
   bool flush(Link& l);  // false: the link failed and is gone
   void flush_dirty();

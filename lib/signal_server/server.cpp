@@ -832,6 +832,9 @@ std::string Server::Impl::metrics() const {
   metric("chain_errors_total", "counter", "Chain reads that failed.", chain_errors);
   metric("upgrades_total", "counter", "Polling sessions upgraded to websocket.", upgrades);
   metric("closes_by_server_total", "counter", "Connections the router closed.", c.closes_by_server);
+  metric("watchers_queued", "gauge", "Watchers waiting for a relay slot.", c.queued);
+  metric("relay_failures_total", "counter", "relayFailed reports acted on.", c.relay_failures);
+  metric("placements_total", "counter", "Watchers put under a parent (joins, orphans, queue, failed links).", c.placements);
   metric("slow_client_drops_total", "counter", "Connections dropped for not reading.", slow_client_drops);
   metric("http_refusals_total", "counter", "Engine.IO HTTP requests refused (bad sid, version, size...).",
          http_refusals);

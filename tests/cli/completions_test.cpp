@@ -296,7 +296,7 @@ TEST(CliCompletions, BashParses) {
 
 TEST(CliCompletions, ZshParses) {
   auto zsh = find_program("zsh");
-  if (zsh.empty()) GTEST_SKIP() << "zsh is not installed, so completions/_p2pstream was not syntax-checked";
+  if (zsh.empty()) GTEST_FAIL() << "zsh is not installed (scripts/install-deps.sh), so completions/_p2pstream was not syntax-checked";
   Home h;
   auto r = exec({zsh, "-n", (kCompletions / "_p2pstream").string()}, h);
   EXPECT_EQ(r.code, 0) << r.err;
@@ -305,7 +305,7 @@ TEST(CliCompletions, ZshParses) {
 
 TEST(CliCompletions, FishParses) {
   auto fish = find_program("fish");
-  if (fish.empty()) GTEST_SKIP() << "fish is not installed, so completions/p2pstream.fish was not syntax-checked";
+  if (fish.empty()) GTEST_FAIL() << "fish is not installed (scripts/install-deps.sh), so completions/p2pstream.fish was not syntax-checked";
   Home h;
   auto r = exec({fish, "-n", (kCompletions / "p2pstream.fish").string()}, h);
   EXPECT_EQ(r.code, 0) << r.err;
@@ -358,7 +358,7 @@ TEST(CliCompletions, BashOffersExactlyTheHelpFlagsOfEachCommand) {
 
 TEST(CliCompletions, FishOffersExactlyTheHelpFlagsOfEachCommand) {
   auto fish = find_program("fish");
-  if (fish.empty()) GTEST_SKIP() << "fish is not installed, so fish completion was not exercised";
+  if (fish.empty()) GTEST_FAIL() << "fish is not installed (scripts/install-deps.sh), so fish completion was not exercised";
   Home h;
   std::string script = "source " + shell_quote((kCompletions / "p2pstream.fish").string()) + "\n";
   for (const auto& node : help_tree()) {
@@ -440,7 +440,7 @@ TEST(CliManPage, RendersWithoutWarnings) {
     EXPECT_EQ(r.err, "") << "man warnings";
     EXPECT_NE(r.out.find("EMBEDDED LEDGER"), std::string::npos);
   } else if (find_program("mandoc").empty()) {
-    GTEST_SKIP() << "none of groff, man or mandoc is installed, so the man page was not rendered";
+    GTEST_FAIL() << "none of groff, man or mandoc is installed, so the man page was not rendered";
   }
   if (auto mandoc = find_program("mandoc"); !mandoc.empty()) {
     auto r = exec({mandoc, "-T", "lint", "-W", "warning", page}, h);

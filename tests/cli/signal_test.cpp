@@ -1,6 +1,6 @@
 // End to end: `p2pstream signal` on 127.0.0.1 with a free port, its chain data prepared on the
 // embedded ledger by the binary itself, exercised by npm's socket.io-client (tests/js/signal_*.mjs,
-// skipped without node) and by our own client (lib/signal_client) in this process.
+// failing without node) and by our own client (lib/signal_client) in this process.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -29,6 +29,7 @@
 
 #include <fmt/format.h>
 
+#include "fixtures.hpp"
 #include "harness.hpp"
 #include "keys/ed25519.hpp"
 #include "signal_client/client.hpp"
@@ -40,16 +41,11 @@ extern char** environ;
 
 using nlohmann::json;
 using p2p::test::Home;
+using p2p::test::seed_hex;
 using p2p::test::trim;
 namespace sc = p2p::signal_client;
 
 namespace {
-
-std::string seed_hex(unsigned char fill) {
-  std::string s = "0x";
-  for (int i = 0; i < 32; ++i) s += fmt::format("{:02x}", fill);
-  return s;
-}
 
 p2p::keys::Keypair keypair(unsigned char fill) {
   p2p::keys::Seed seed;
@@ -57,31 +53,9 @@ p2p::keys::Keypair keypair(unsigned char fill) {
   return p2p::keys::Keypair::from_seed(seed);
 }
 
-// The ledger as every test here needs it: alice broadcasts `stream`; bob and dave subscribe to
-// her; carol has a profile and no subscription. Seeds are 0x11.., 0x22.., 0x33.., 0x44..
-struct World {
-  Home h;
-  std::string stream, alice;
-  World() {
-    const std::pair<const char*, unsigned char> keys[] = {{"alice", 0x11}, {"bob", 0x22}, {"carol", 0x33}, {"dave", 0x44}};
-    for (const auto& [name, fill] : keys) {
-      h.ok({"key", "import", name, "--seed", seed_hex(fill)});
-      h.ok({"profile", "set", "--name", name, "--account", name});
-    }
-    alice = json::parse(h.ok({"key", "show", "alice", "--json"}))["address"];
-    h.ok({"subscribe", alice, "--account", "bob"});
-    h.ok({"subscribe", alice, "--account", "dave"});
-    stream = trim(h.ok({"schedule", "--title", "Signal test", "--start", "now", "--duration", "1h", "--account", "alice"}));
-  }
-  std::map<std::string, std::string> env() const {
-    return {{"HOME", h.dir().string()},
-            {"XDG_CONFIG_HOME", (h.dir() / "config").string()},
-            {"XDG_DATA_HOME", (h.dir() / "data").string()},
-            {"PATH", "/usr/local/bin:/usr/bin:/bin"},
-            {"TZ", "UTC"},
-            {"NO_COLOR", "1"},
-            {"P2PSTREAM_PASSPHRASE", ""}};
-  }
+// The shared world (alice broadcasts; bob and dave subscribe; carol does not) with one live stream.
+struct World : p2p::test::World {
+  std::string stream = schedule();
 };
 
 std::vector<char*> cstrings(std::vector<std::string>& v) {
@@ -247,7 +221,7 @@ bool have_node() {
 }
 
 #define REQUIRE_NODE()                                                                                 \
-  if (!have_node()) GTEST_SKIP() << "node or tests/js/node_modules missing (npm ci --prefix tests/js)"
+  if (!have_node()) GTEST_FAIL() << "node or tests/js/node_modules missing: run scripts/install-deps.sh (npm ci --prefix tests/js)"
 
 Ran node(const World& w, const std::string& script, std::vector<std::string> args,
          std::map<std::string, std::string> extra_env = {}) {
@@ -325,19 +299,23 @@ struct Recorder {
     for (const auto& l : log) s += l + "\n";
     return s;
   }
-  sc::Signaller::Callbacks callbacks(const std::string& who) {
-    sc::Signaller::Callbacks cb;
+  p2p::media::SignallerEvents callbacks(const std::string& who) {
+    p2p::media::SignallerEvents cb;
     cb.session_requested = [this, who](const std::string& s, const std::string& peer) {
       log.push_back(who + " requested " + s + " " + peer);
     };
-    cb.remote_sdp = [this, who](const std::string& s, sc::SdpType t, const std::string& sdp) {
-      log.push_back(who + " sdp " + s + " " + (t == sc::SdpType::offer ? "offer " : "answer ") + sdp);
+    cb.remote_sdp = [this, who](const std::string& s, const p2p::media::Sdp& sdp) {
+      log.push_back(who + " sdp " + s + " " + p2p::media::to_string(sdp.type) + " " + sdp.text);
     };
-    cb.remote_ice = [this, who](const std::string& s, const std::string& c, unsigned mline, const std::optional<std::string>& mid) {
-      log.push_back(who + " ice " + s + " " + c + " " + std::to_string(mline) + " " + mid.value_or("-"));
+    cb.remote_ice = [this, who](const std::string& s, const std::string& c, unsigned mline) {
+      log.push_back(who + " ice " + s + " " + c + " " + std::to_string(mline));
     };
     cb.session_ended = [this, who](const std::string& s) { log.push_back(who + " ended " + s); };
     cb.error = [this, who](const std::string& m) { log.push_back(who + " error " + m); };
+    cb.notice = [this, who](const std::string& m) { log.push_back(who + " notice " + m); };
+    cb.placement = [this, who](const std::string& parent, unsigned depth) {
+      log.push_back(who + " placement " + parent + " " + std::to_string(depth));
+    };
     return cb;
   }
 };
@@ -458,24 +436,24 @@ TEST(CliSignal, OwnClientExchange) {
   Recorder rec;
   sc::W3bSignaller b(options(s.url(), sc::W3bRole::broadcaster, 0x11, w.stream));
   sc::W3bSignaller v(options(s.url(), sc::W3bRole::watcher, 0x22, w.stream));
-  b.set_callbacks(rec.callbacks("B"));
-  v.set_callbacks(rec.callbacks("W"));
+  b.set_events(rec.callbacks("B"));
+  v.set_events(rec.callbacks("W"));
   bool live = false;
   b.client().on("isStreaming", [&](const sc::Json& a) { live = a.size() == 1 && a[0] == true; });
   b.start();
   ASSERT_TRUE(spin_until([&] { return live; })) << rec.dump() << s.log();
   v.start();
   ASSERT_TRUE(spin_until([&] { return rec.has("B requested " + Bob + " " + Bob); })) << rec.dump() << s.log();
-  b.send_sdp(Bob, sc::SdpType::offer, "v=0 offer");
+  b.send_sdp(Bob, {p2p::media::SdpType::offer, "v=0 offer"});
   ASSERT_TRUE(spin_until([&] { return rec.has("W sdp " + A + " offer v=0 offer"); })) << rec.dump();
   EXPECT_EQ(v.parent(), A);
-  v.send_sdp(A, sc::SdpType::answer, "v=0 answer");
+  v.send_sdp(A, {p2p::media::SdpType::answer, "v=0 answer"});
   ASSERT_TRUE(spin_until([&] { return rec.has("B sdp " + Bob + " answer v=0 answer"); })) << rec.dump();
-  b.add_ice(Bob, "candidate:1 1 udp 2122260223 127.0.0.1 50001 typ host", 0, "0");
+  b.add_ice(Bob, "candidate:1 1 udp 2122260223 127.0.0.1 50001 typ host", 0);
   v.add_ice(A, "candidate:2 1 udp 2122260223 127.0.0.1 50002 typ host", 1);
   ASSERT_TRUE(spin_until([&] {
-    return rec.has("W ice " + A + " candidate:1 1 udp 2122260223 127.0.0.1 50001 typ host 0 0") &&
-           rec.has("B ice " + Bob + " candidate:2 1 udp 2122260223 127.0.0.1 50002 typ host 1 -");
+    return rec.has("W ice " + A + " candidate:1 1 udp 2122260223 127.0.0.1 50001 typ host 0") &&
+           rec.has("B ice " + Bob + " candidate:2 1 udp 2122260223 127.0.0.1 50002 typ host 1");
   })) << rec.dump();
 
   // The watcher hangs up: the broadcaster's session ends.
@@ -486,7 +464,7 @@ TEST(CliSignal, OwnClientExchange) {
   rec.log.clear();
   v.start();
   ASSERT_TRUE(spin_until([&] { return rec.has("B requested " + Bob + " " + Bob); })) << rec.dump() << s.log();
-  b.send_sdp(Bob, sc::SdpType::offer, "v=0 offer 2");
+  b.send_sdp(Bob, {p2p::media::SdpType::offer, "v=0 offer 2"});
   ASSERT_TRUE(spin_until([&] { return rec.has("W sdp " + A + " offer v=0 offer 2"); })) << rec.dump();
   b.stop();
   ASSERT_TRUE(spin_until([&] { return rec.has("W ended " + A); })) << rec.dump();
@@ -504,11 +482,11 @@ TEST(CliSignal, OwnClientWatcherWaitsForTheStreamAndHearsRefusals) {
   sc::W3bSignaller v(options(s.url(), sc::W3bRole::watcher, 0x22, w.stream));
   sc::W3bSignaller carol(options(s.url(), sc::W3bRole::watcher, 0x33, w.stream));
   sc::W3bSignaller b(options(s.url(), sc::W3bRole::broadcaster, 0x11, w.stream));
-  v.set_callbacks(rec.callbacks("W"));
-  carol.set_callbacks(rec.callbacks("C"));
-  b.set_callbacks(rec.callbacks("B"));
+  v.set_events(rec.callbacks("W"));
+  carol.set_events(rec.callbacks("C"));
+  b.set_events(rec.callbacks("B"));
   v.start();
-  const std::string not_started = "W error Stream with id " + w.stream + " hasn't started yet";
+  const std::string not_started = "W notice Stream with id " + w.stream + " hasn't started yet: waiting for it to start";
   ASSERT_TRUE(spin_until([&] { return rec.has(not_started); })) << rec.dump();
   b.start();  // the watcher's retry finds the stream live
   ASSERT_TRUE(spin_until([&] { return rec.has("B requested " + Bob + " " + Bob); })) << rec.dump() << s.log();
@@ -536,7 +514,7 @@ TEST(CliSignal, OwnClientReconnectsAndRejoins) {
   const std::string url = s->url();
   Recorder rec;
   sc::W3bSignaller b(options(url, sc::W3bRole::broadcaster, 0x11, w.stream));
-  b.set_callbacks(rec.callbacks("B"));
+  b.set_events(rec.callbacks("B"));
   int live = 0;
   std::string gone;
   b.client().on("isStreaming", [&](const sc::Json& a) { live += a[0] == true; });
@@ -560,7 +538,7 @@ TEST(CliSignal, TlsWithASelfSignedCertificate) {
                   "-keyout", (dir / "key.pem").string(), "-out", (dir / "cert.pem").string(), "-days", "1", "-subj",
                   "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"},
                  w.env(), 60);
-  if (gen.code == 127) GTEST_SKIP() << "openssl not installed";
+  if (gen.code == 127) GTEST_FAIL() << "openssl is not installed: run scripts/install-deps.sh";
   ASSERT_EQ(gen.code, 0) << gen.out;
   ServerProcess s(w, {"--listen", "127.0.0.1:0", "--tls-cert", (dir / "cert.pem").string(), "--tls-key",
                       (dir / "key.pem").string()});
@@ -571,7 +549,7 @@ TEST(CliSignal, TlsWithASelfSignedCertificate) {
   o.client.tls_ca_file = (dir / "cert.pem").string();
   sc::W3bSignaller b(o);
   Recorder rec;
-  b.set_callbacks(rec.callbacks("B"));
+  b.set_events(rec.callbacks("B"));
   bool live = false;
   b.client().on("isStreaming", [&](const sc::Json& a) { live = a[0] == true; });
   b.start();
@@ -581,7 +559,7 @@ TEST(CliSignal, TlsWithASelfSignedCertificate) {
   // Without trusting it, the client reports the certificate problem.
   sc::W3bSignaller untrusting(options(s.url(), sc::W3bRole::broadcaster, 0x11, w.stream));
   Recorder rec2;
-  untrusting.set_callbacks(rec2.callbacks("U"));
+  untrusting.set_events(rec2.callbacks("U"));
   untrusting.start();
   ASSERT_TRUE(spin_until([&] { return !rec2.log.empty(); }, 8000));
   EXPECT_NE(rec2.log[0].find("cannot reach"), std::string::npos) << rec2.dump();
@@ -677,6 +655,22 @@ TEST(CliSignal, WebSocketFramesAreParsedStrictly) {
   // A frame header claiming 2^63 bytes is refused before anything is buffered.
   std::string huge = "\x81\xff\x7f\xff\xff\xff\xff\xff\xff\xff";
   EXPECT_EQ(parse_client_frame(huge.data(), huge.size(), 1000).close_code, 1009);
+
+  // Unmasking works a word at a time: every length around the word size, at any alignment, with
+  // masks whose bytes differ, must give back exactly the text that was masked.
+  for (std::size_t len = 0; len < 70; ++len) {
+    std::string text;
+    for (std::size_t i = 0; i < len; ++i) text += static_cast<char>('!' + (i * 7 + len) % 90);
+    const std::array<std::uint8_t, 4> mask = {static_cast<std::uint8_t>(0x11 + len), 0xa5, 0x3c,
+                                              static_cast<std::uint8_t>(0xf0 ^ len)};
+    for (std::size_t skew = 0; skew < 3; ++skew) {
+      std::string buf = std::string(skew, '#') + client_frame(0x81, text, mask) + "tail";
+      auto u = parse_client_frame(buf.data() + skew, buf.size() - skew, 1000);
+      ASSERT_EQ(u.status, WsFrame::ok) << len;
+      EXPECT_EQ(std::string(buf.data() + skew + u.payload_at, u.payload_len), text) << "length " << len << " skew " << skew;
+      EXPECT_EQ(buf.substr(buf.size() - 4), "tail");  // nothing past the frame is touched
+    }
+  }
 
   std::string out;
   p2p::signal_server::append_server_frame(out, p2p::signal_server::WsOp::text, big);

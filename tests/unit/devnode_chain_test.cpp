@@ -11,7 +11,7 @@
 #include <fstream>
 #include <iterator>
 
-#include "devnode/embedded_metadata.hpp"
+#include "vara_metadata/embedded.hpp"
 #include "gear_rpc/extrinsic.hpp"
 #include "w3b/messages.hpp"
 
@@ -33,7 +33,7 @@ Bytes hex(std::string_view h) {
 }
 
 const metadata::Metadata& vara() {
-  static const metadata::Metadata m = metadata::Metadata::parse(embedded_metadata());
+  static const metadata::Metadata m = metadata::Metadata::parse(vara_metadata::embedded());
   return m;
 }
 
@@ -141,7 +141,7 @@ TEST(DevnodeChain, EmbeddedMetadataIsTheCommittedFile) {
   std::ifstream in(std::string(P2P_TEST_DATA) + "/../../data/vara_runtime.scale", std::ios::binary);
   ASSERT_TRUE(in);
   Bytes file(std::istreambuf_iterator<char>(in), {});
-  ByteView embedded = embedded_metadata();
+  ByteView embedded = vara_metadata::embedded();
   ASSERT_EQ(embedded.size(), file.size());
   EXPECT_TRUE(std::equal(file.begin(), file.end(), embedded.begin()));
 }
@@ -592,7 +592,7 @@ TEST(DevnodeOracle, PolkadotJsReadsBlocksExtrinsicsAndEvents) {
   const std::string js_dir = std::string(P2P_TEST_DATA) + "/../js";
   if (std::system("node --version >/dev/null 2>&1") != 0 ||
       !std::filesystem::exists(js_dir + "/node_modules/@polkadot/types"))
-    GTEST_SKIP() << "node or tests/js/node_modules missing (npm ci --prefix tests/js)";
+    GTEST_FAIL() << "node or tests/js/node_modules missing: run scripts/install-deps.sh (npm ci --prefix tests/js)";
   Node n;
   auto k = key(21);
   Bytes tx = n.signed_tx(k, edit_profile("oracle"), 0);

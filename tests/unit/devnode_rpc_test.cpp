@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <set>
 
-#include "devnode/embedded_metadata.hpp"
+#include "vara_metadata/embedded.hpp"
 #include "devnode/rpc_server.hpp"
 #include "gear_rpc/extrinsic.hpp"
 #include "w3b/messages.hpp"
@@ -19,7 +19,7 @@ namespace {
 using nlohmann::json;
 
 const metadata::Metadata& vara() {
-  static const metadata::Metadata m = metadata::Metadata::parse(embedded_metadata());
+  static const metadata::Metadata m = metadata::Metadata::parse(vara_metadata::embedded());
   return m;
 }
 
@@ -41,7 +41,7 @@ struct Fixture {
     Options o;
     o.clock = [] { return std::uint64_t{1'000'000}; };
     chain.emplace(vara(), *ledger, o);
-    rpc.emplace(*chain, embedded_metadata());
+    rpc.emplace(*chain, vara_metadata::embedded());
   }
   ~Fixture() {
     rpc.reset();
@@ -160,7 +160,7 @@ TEST(DevnodeRpc, ChainAndStateAnswers) {
   json v = f.call("state_getRuntimeVersion")["result"];
   EXPECT_EQ(v["specVersion"], f.chain->runtime_version().spec_version);
   EXPECT_EQ(v["transactionVersion"], 1);
-  EXPECT_EQ(f.call("state_getMetadata")["result"], to_hex(embedded_metadata()));
+  EXPECT_EQ(f.call("state_getMetadata")["result"], to_hex(vara_metadata::embedded()));
   EXPECT_EQ(error_code(f.call("state_getMetadata", {"0x" + std::string(64, 'b')})), 4003);
 
   std::string events_key = "0x26aa394eea5630e07c48ae0c9558cef780d41e5e16056765bc8461851072c9d7";

@@ -653,9 +653,9 @@ NodeOutput run_oracle() {
 
 TEST(MetadataOracle, EventsMatchPolkadotJs) {
   if (std::system("command -v node >/dev/null 2>&1") != 0)
-    GTEST_SKIP() << "node is not installed; install Node.js >= 18 and run `npm ci` in tests/js";
+    GTEST_FAIL() << "node is not installed; install Node.js >= 18 and run `npm ci` in tests/js";
   if (!std::filesystem::exists(kJsDir + "/node_modules/@polkadot/types"))
-    GTEST_SKIP() << "tests/js/node_modules is missing; run `npm ci --prefix tests/js`";
+    GTEST_FAIL() << "tests/js/node_modules is missing; run `npm ci --prefix tests/js`";
   NodeOutput o = run_oracle();
   ASSERT_TRUE(o.ran) << "node tests/js/encode_events.mjs failed; output: " << o.out;
   Value oracle = Value::parse(o.out);

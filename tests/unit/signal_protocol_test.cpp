@@ -95,6 +95,33 @@ TEST(SignalProtocol, ParsesTheWebAppsEvents) {
   EXPECT_EQ(std::get<UnknownEvent>(parse_ok(R"(["updateOffers","0xb",{}])")).name, "updateOffers");
 }
 
+// The deployed web app answers {watcherId, description} and sends candidates as {id, candidate}:
+// no streamId (the router infers it) and other names for userId. The payload goes on unchanged.
+TEST(SignalProtocol, ParsesTheWebAppsAnswerAndCandidateShapes) {
+  auto a = std::get<AnswerMsg>(parse_ok(R"(["answer","0xb",{"watcherId":"0xw","description":{"type":"answer","sdp":"x"}}])"));
+  EXPECT_EQ(a.broadcaster_id, "0xb");
+  EXPECT_EQ(a.user_id, "0xw");
+  EXPECT_EQ(a.stream_id, "");
+  EXPECT_EQ(dump_json(a.payload), R"({"watcherId":"0xw","description":{"type":"answer","sdp":"x"}})");
+
+  auto c = std::get<CandidateMsg>(parse_ok(R"(["candidate","0xw",{"id":"0xb","candidate":{"candidate":"c","sdpMid":"0","sdpMLineIndex":0}}])"));
+  EXPECT_EQ(c.target_id, "0xw");
+  EXPECT_EQ(c.user_id, "0xb");
+  EXPECT_EQ(c.stream_id, "");
+  EXPECT_EQ(dump_json(c.candidate), R"({"candidate":"c","sdpMid":"0","sdpMLineIndex":0})");
+
+  // userId wins over the alias when both are there; a null userId counts as absent.
+  auto both = std::get<AnswerMsg>(parse_ok(
+      R"(["answer","0xb",{"userId":"0xu","watcherId":"0xw","streamId":"s","description":{"type":"answer","sdp":"x"}}])"));
+  EXPECT_EQ(both.user_id, "0xu");
+  EXPECT_EQ(both.stream_id, "s");
+  EXPECT_EQ(std::get<CandidateMsg>(parse_ok(R"(["candidate","0xw",{"userId":null,"id":"0xb","candidate":{"candidate":"c"}}])")).user_id,
+            "0xb");
+  // offer takes watcherId too.
+  auto o = std::get<OfferMsg>(parse_ok(R"(["offer","0xb",{"watcherId":"0xw","streamId":"s","description":{"type":"offer","sdp":"x"}}])"));
+  EXPECT_EQ(o.user_id, "0xw");
+}
+
 TEST(SignalProtocol, RefusesWrongArgumentTypes) {
   EXPECT_THAT(parse_error(R"(["watch",42,{"streamId":"s"}])"), HasSubstr("watch: argument 1 (userId) must be a non-empty string"));
   EXPECT_THAT(parse_error(R"(["watch","0xw"])"), HasSubstr("watch: argument 2 must be an object"));
@@ -112,9 +139,17 @@ TEST(SignalProtocol, RefusesWrongArgumentTypes) {
   EXPECT_THAT(parse_error(R"(["offer","0xb",{"streamId":"s","userId":"0xw"}])"), HasSubstr("offer: description must be an object"));
   EXPECT_THAT(parse_error(R"(["offer","0xb",{"streamId":"s","userId":"0xw","description":{"type":"offer"}}])"),
               HasSubstr("string fields"));
-  // The web app's renegotiation answer lacks streamId and userId.
-  EXPECT_THAT(parse_error(R"(["answer","0xb",{"watcherId":"0xw","description":{"type":"answer","sdp":"x"}}])"),
-              HasSubstr("answer: streamId is missing"));
+  // Neither userId nor the web app's alias: the error names the documented field.
+  EXPECT_THAT(parse_error(R"(["answer","0xb",{"description":{"type":"answer","sdp":"x"}}])"),
+              HasSubstr("answer: userId is missing"));
+  EXPECT_THAT(parse_error(R"(["candidate","0xb",{"candidate":{"candidate":"c"}}])"), HasSubstr("candidate: userId is missing"));
+  EXPECT_THAT(parse_error(R"(["candidate","0xb",{"id":7,"candidate":{"candidate":"c"}}])"),
+              HasSubstr("candidate: id must be a non-empty string"));
+  EXPECT_THAT(parse_error(R"(["answer","0xb",{"watcherId":"0xw","streamId":5,"description":{"type":"answer","sdp":"x"}}])"),
+              HasSubstr("answer: streamId must be a non-empty string"));
+  // offer still needs its streamId; only answer and candidate may leave it out.
+  EXPECT_THAT(parse_error(R"(["offer","0xb",{"userId":"0xw","description":{"type":"offer","sdp":"x"}}])"),
+              HasSubstr("offer: streamId is missing"));
   EXPECT_THAT(parse_error(R"(["candidate","0xb",{"userId":"0xw","streamId":"s"}])"), HasSubstr("candidate is missing"));
   EXPECT_THAT(parse_error(R"(["candidate","0xb",{"userId":"0xw","streamId":"s","candidate":"a"}])"),
               HasSubstr("candidate must be an object"));
@@ -124,6 +159,35 @@ TEST(SignalProtocol, RefusesWrongArgumentTypes) {
   EXPECT_THAT(parse_error(R"(["watch",")" + std::string(129, 'a') + R"(",{"streamId":"s"}])"), HasSubstr("at most 128 bytes"));
   EXPECT_THAT(parse_error(R"(["watch","0xw",{"streamId":")" + std::string(257, 's') + R"("}])"), HasSubstr("at most 256 bytes"));
   EXPECT_THAT(parse_error(R"([1])"), HasSubstr("[\"name\""));
+}
+
+TEST(SignalProtocol, ParsesTheRelayTreeAdditions) {
+  // broadcast(.., {relay: {slots: N}}): the broadcaster's --max-direct; absent = no limit of its own.
+  auto b = std::get<BroadcastMsg>(parse_ok(R"(["broadcast",")" + kId + R"(",{"streamId":"s","relay":{"slots":64}}])"));
+  EXPECT_EQ(b.max_direct, 64u);
+  EXPECT_FALSE(std::get<BroadcastMsg>(parse_ok(R"(["broadcast","0xb",{"streamId":"s"}])")).max_direct);
+  EXPECT_FALSE(std::get<BroadcastMsg>(parse_ok(R"(["broadcast","0xb",{"streamId":"s","relay":null}])")).max_direct);
+  // More than a watcher's 16, up to max_direct_slots (the CLI's --max-direct range).
+  EXPECT_EQ(std::get<BroadcastMsg>(parse_ok(R"(["broadcast","0xb",{"streamId":"s","relay":{"slots":100000}}])")).max_direct,
+            100000u);
+  EXPECT_THAT(parse_error(R"(["broadcast","0xb",{"streamId":"s","relay":{"slots":100001}}])"), HasSubstr("from 0 to 100000"));
+  EXPECT_THAT(parse_error(R"(["broadcast","0xb",{"streamId":"s","relay":2}])"), HasSubstr("broadcast: relay must be {slots: k}"));
+  EXPECT_THAT(parse_error(R"(["broadcast","0xb",{"streamId":"s","relay":{"slots":"2"}}])"), HasSubstr("relay must be"));
+
+  // relayFailed(userId, {streamId, parentId}).
+  auto f = std::get<RelayFailedMsg>(parse_ok(R"(["relayFailed","0xw",{"streamId":"s","parentId":"0xp"}])"));
+  EXPECT_EQ(f.user_id, "0xw");
+  EXPECT_EQ(f.stream_id, "s");
+  EXPECT_EQ(f.parent_id, "0xp");
+  EXPECT_THAT(parse_error(R"(["relayFailed","0xw",{"streamId":"s"}])"), HasSubstr("relayFailed: parentId is missing"));
+  EXPECT_THAT(parse_error(R"(["relayFailed","0xw",{"streamId":"s","parentId":7}])"), HasSubstr("parentId must be"));
+  EXPECT_THAT(parse_error(R"(["relayFailed",null,{"streamId":"s","parentId":"0xp"}])"), HasSubstr("argument 1 (userId)"));
+  EXPECT_THAT(parse_error(R"(["relayFailed","0xw",{"parentId":"0xp"}])"), HasSubstr("streamId is missing"));
+  EXPECT_THAT(parse_error(R"(["relayFailed","0xw",{"streamId":"s","parentId":")" + std::string(129, 'p') + R"("}])"),
+              HasSubstr("at most 128 bytes"));
+
+  EXPECT_EQ(placement_event("0xp", 2), R"(42["placement",{"parentId":"0xp","depth":2}])");
+  EXPECT_EQ(error_event("No relay slot free"), R"(42["error",{"message":"No relay slot free"}])");
 }
 
 // ---- emitted packets ----

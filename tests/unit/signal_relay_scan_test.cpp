@@ -119,6 +119,23 @@ TEST(SignalRelayScan, LeavesEverythingElseToTheFullParser) {
   EXPECT_FALSE(scan_relay(candidate(), tight));
 }
 
+// The web app's answer {watcherId, description} and candidate {id, candidate} carry no
+// streamId: the scanner leaves them to the full parser, which accepts them and lets the router
+// infer the stream.
+TEST(SignalRelayScan, LeavesTheWebAppsShapesToTheFullParser) {
+  const std::vector<std::string> app = {
+      R"(2["answer",")" + kB + R"(",{"watcherId":")" + kW + R"(","description":{"type":"answer","sdp":"v=0\r\n"}}])",
+      R"(2["candidate",")" + kB + R"(",{"id":")" + kW + R"(","candidate":{"candidate":"c","sdpMid":"0","sdpMLineIndex":0}}])",
+      R"(2["candidate",")" + kW + R"(",{"id":")" + kB + R"(","streamId":"s","candidate":{"candidate":"c"}}])",
+  };
+  for (const auto& t : app) {
+    EXPECT_FALSE(scan_relay(t, {})) << t;
+    auto p = parse_sio(t);
+    ASSERT_TRUE(p) << t;
+    EXPECT_TRUE(parse_client_event(*p->data)) << t;
+  }
+}
+
 TEST(SignalRelayScan, AgreesWithTheFullParserOnMutatedPackets) {
   std::mt19937 rng(12345);
   const std::string bytes = "\"\\{}[],: 0123456789.-eE+truefalsnul\x01\x7f\xc3";

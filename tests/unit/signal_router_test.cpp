@@ -74,10 +74,11 @@ struct Harness {
     a["signature"] = to_hex(kp.sign(view(text)));
     return a;
   }
-  Actions broadcast(SocketId s, const keys::Keypair& kp, std::string_view stream) {
+  Actions broadcast(SocketId s, const keys::Keypair& kp, std::string_view stream, Json extra = Json::object()) {
     Json o;
     o["streamId"] = std::string(stream);
     o["auth"] = auth(kp, "broadcast", stream, s);
+    for (auto& [k, v] : extra.items()) o[k] = v;
     return event(s, Json::array({"broadcast", hex(kp), o}));
   }
   Actions watch(SocketId s, const keys::Keypair& kp, std::string_view stream, Json extra = Json::object()) {
@@ -96,9 +97,9 @@ struct Harness {
     return router.on_subscribers_answer(a, now);
   }
   // A live stream `stream` by `kp` on socket s.
-  void live(SocketId s, const keys::Keypair& kp, std::string_view stream) {
+  void live(SocketId s, const keys::Keypair& kp, std::string_view stream, Json extra = Json::object()) {
     connect(s);
-    broadcast(s, kp, stream);
+    broadcast(s, kp, stream, extra);
     owner(stream, kp);
     ASSERT_TRUE(router.is_broadcasting(hex(kp)));
   }
@@ -609,8 +610,14 @@ TEST(SignalRouter, PlacesRelayWatchersAndReplacesOrphans) {
                           Sent{2, R"(42["watchersCount",2])"}, Sent{2, R"(42["isStreaming",true])"},
                           Sent{3, R"(42["watchersCount",2])"}, Sent{3, R"(42["isStreaming",true])"},
                           Sent{3, R"(42["placement",{"parentId":")" + hex(W) + R"(","depth":2}])"}));
-  // Everyone is full now.
-  EXPECT_THAT(sends(h.watch(4, X, "s1")), ElementsAre(Sent{4, err("No free relay slot on stream s1: try again later")}));
+  // Everyone is full now: X waits in the queue, on the stream but under nobody.
+  EXPECT_THAT(sends(h.watch(4, X, "s1")),
+              ElementsAre(Sent{1, R"(42["watchersCount",3])"}, Sent{1, R"(42["isStreaming",true])"},
+                          Sent{2, R"(42["watchersCount",3])"}, Sent{2, R"(42["isStreaming",true])"},
+                          Sent{3, R"(42["watchersCount",3])"}, Sent{3, R"(42["isStreaming",true])"},
+                          Sent{4, R"(42["watchersCount",3])"}, Sent{4, R"(42["isStreaming",true])"},
+                          Sent{4, err("No relay slot free")}));
+  EXPECT_EQ(h.router.counters().queued, 1u);
 
   // Only a parent may offer to its child; the relay's offer goes through.
   const std::string offer = R"({"streamId":"s1","userId":")" + hex(W2) + R"(","description":{"type":"offer","sdp":"x"}})";
@@ -621,12 +628,14 @@ TEST(SignalRouter, PlacesRelayWatchersAndReplacesOrphans) {
   EXPECT_THAT(sends(h.msg(3, R"(2["answer",")" + hex(W) + "\"," + answer + "]")),
               ElementsAre(Sent{2, R"(42["answer",")" + hex(W) + "\"," + answer + "]"}));
 
-  // The relay leaves: W2 moves under the broadcaster.
+  // The relay leaves: W2 moves under the broadcaster; W2 is a leaf, so X still waits.
   EXPECT_THAT(sends(h.router.on_close(2, h.now)),
               ElementsAre(Sent{1, R"(42["stopWatching",")" + hex(W) + R"(",{"streamId":"s1"}])"},
                           Sent{1, R"(42["watch",")" + hex(W2) + R"(",{"streamId":"s1"}])"},
                           Sent{3, R"(42["placement",{"parentId":")" + hex(B) + R"(","depth":1}])"},
-                          Sent{1, R"(42["watchersCount",1])"}, Sent{3, R"(42["watchersCount",1])"}));
+                          Sent{1, R"(42["watchersCount",2])"}, Sent{3, R"(42["watchersCount",2])"},
+                          Sent{4, R"(42["watchersCount",2])"}));
+  EXPECT_EQ(h.router.check(), "");
 }
 
 TEST(SignalRouter, AnOrphanKeepsItsSubtree) {
@@ -656,7 +665,7 @@ TEST(SignalRouter, AnOrphanKeepsItsSubtree) {
   EXPECT_TRUE(sends(h.msg(1, R"(2["offer",")" + hex(B) + "\"," + offer + "]")).empty());
 }
 
-TEST(SignalRouter, AnOrphanWithNowhereToGoLeaves) {
+TEST(SignalRouter, AnOrphanWithNowhereToGoWaitsInTheQueue) {
   RouterConfig cfg;
   cfg.broadcaster_slots = 1;
   Harness h(cfg);
@@ -673,11 +682,88 @@ TEST(SignalRouter, AnOrphanWithNowhereToGoLeaves) {
               ElementsAre(Sent{1, R"(42["stopWatching",")" + hex(W) + R"(",{"streamId":"s1"}])"},
                           Sent{1, R"(42["watch",")" + hex(W2) + R"(",{"streamId":"s1"}])"},
                           Sent{3, R"(42["placement",{"parentId":")" + hex(B) + R"(","depth":1}])"},
-                          Sent{4, err("No free relay slot on stream s1: watch again later")},
-                          Sent{1, R"(42["stopWatching",")" + hex(W3) + R"(",{"streamId":"s1"}])"},
-                          Sent{1, R"(42["watchersCount",1])"}, Sent{3, R"(42["watchersCount",1])"}));
-  EXPECT_EQ(h.router.watcher_count("s1"), 1u);
+                          Sent{4, err("No relay slot free")},
+                          Sent{1, R"(42["watchersCount",2])"}, Sent{3, R"(42["watchersCount",2])"},
+                          Sent{4, R"(42["watchersCount",2])"}));
+  EXPECT_EQ(h.router.watcher_count("s1"), 2u);
   EXPECT_EQ(h.refusals(Refusal::no_slot), 1u);
+  EXPECT_EQ(h.router.counters().queued, 1u);
+  // W2 leaves: its slot at the broadcaster goes to W3 at once.
+  EXPECT_THAT(sends(h.router.on_close(3, h.now)),
+              ElementsAre(Sent{1, R"(42["stopWatching",")" + hex(W2) + R"(",{"streamId":"s1"}])"},
+                          Sent{1, R"(42["watch",")" + hex(W3) + R"(",{"streamId":"s1"}])"},
+                          Sent{4, R"(42["placement",{"parentId":")" + hex(B) + R"(","depth":1}])"},
+                          Sent{1, R"(42["watchersCount",1])"}, Sent{4, R"(42["watchersCount",1])"}));
+  EXPECT_EQ(h.router.counters().queued, 0u);
+  EXPECT_EQ(h.router.check(), "");
+}
+
+// The deployed web app answers {watcherId, description} and sends candidates as {id, candidate},
+// without streamId: the sender's one stream is meant, and the payload goes on unchanged.
+TEST(SignalRouter, RelaysTheWebAppsAnswerAndCandidateShapes) {
+  Harness h;
+  h.live(1, B, "s1");
+  h.connect(2);
+  h.connect(3);
+  h.watch(2, W, "s1");
+  h.subscribers(B, {&W, &W2});
+  h.watch(3, W2, "s1");
+  const std::string b = hex(B), w = hex(W);
+
+  const std::string answer = R"({"watcherId":")" + w + R"(","description":{"type":"answer","sdp":"v=0\r\n"}})";
+  EXPECT_THAT(sends(h.msg(2, R"(2["answer",")" + b + "\"," + answer + "]")),
+              ElementsAre(Sent{1, R"(42["answer",")" + b + "\"," + answer + "]"}));
+  const std::string cand = R"({"candidate":"candidate:1 1 udp 2122260223 192.168.1.2 50000 typ host","sdpMid":"0","sdpMLineIndex":0})";
+  EXPECT_THAT(sends(h.msg(2, R"(2["candidate",")" + b + R"(",{"id":")" + w + R"(","candidate":)" + cand + "}]")),
+              ElementsAre(Sent{1, R"(42["candidate",")" + w + R"(",{"candidate":)" + cand + "}]"}));
+  EXPECT_THAT(sends(h.msg(1, R"(2["candidate",")" + w + R"(",{"id":")" + b + R"(","candidate":)" + cand + "}]")),
+              ElementsAre(Sent{2, R"(42["candidate",")" + b + R"(",{"candidate":)" + cand + "}]"}));
+  EXPECT_EQ(h.router.counters().messages_relayed, 3u);
+
+  // The alias is checked like userId: W cannot answer in W2's name.
+  const std::string spoof = R"({"watcherId":")" + hex(W2) + R"(","description":{"type":"answer","sdp":"y"}})";
+  EXPECT_THAT(sends(h.msg(2, R"(2["answer",")" + b + "\"," + spoof + "]")),
+              ElementsAre(Sent{2, err("answer: this connection is not " + hex(W2) + " on stream s1")}));
+  EXPECT_EQ(h.refusals(Refusal::spoofed), 1u);
+
+  // Neither userId nor its alias: the parser's error, nothing relayed.
+  auto none = sends(h.msg(2, R"(2["candidate",")" + b + R"(",{"candidate":)" + cand + "}]"));
+  ASSERT_EQ(none.size(), 1u);
+  EXPECT_EQ(none[0].first, 2u);
+  EXPECT_THAT(none[0].second, HasSubstr("candidate: userId is missing"));
+  none = sends(h.msg(2, R"(2["answer",")" + b + R"(",{"description":{"type":"answer","sdp":"y"}}])"));
+  ASSERT_EQ(none.size(), 1u);
+  EXPECT_THAT(none[0].second, HasSubstr("answer: userId is missing"));
+  EXPECT_EQ(h.router.counters().messages_relayed, 3u);
+}
+
+TEST(SignalRouter, AMissingStreamIdNeedsExactlyOneStream) {
+  const keys::Keypair B2 = keypair(0xb2);
+  Harness h;
+  h.live(1, B, "s1");
+  h.live(2, B2, "s2");
+  h.connect(3);
+  h.watch(3, W, "s1");
+  h.subscribers(B, {&W});
+  h.watch(3, W, "s2");
+  h.subscribers(B2, {&W});
+  const std::string w = hex(W);
+  const std::string cand = R"({"candidate":"c"})";
+
+  // In two streams: which one is unclear, so the sender is told to say.
+  EXPECT_THAT(sends(h.msg(3, R"(2["candidate",")" + hex(B2) + R"(",{"id":")" + w + R"(","candidate":)" + cand + "}]")),
+              ElementsAre(Sent{3, err("candidate: streamId is missing and this connection is in 2 streams: send streamId")}));
+  // With streamId it goes through.
+  EXPECT_THAT(sends(h.msg(3, R"(2["candidate",")" + hex(B2) + R"(",{"id":")" + w + R"(","streamId":"s2","candidate":)" + cand + "}]")),
+              ElementsAre(Sent{2, R"(42["candidate",")" + w + R"(",{"candidate":)" + cand + "}]"}));
+
+  // In no stream at all.
+  h.connect(4);
+  const std::string answer = R"({"watcherId":")" + hex(W2) + R"(","description":{"type":"answer","sdp":"y"}})";
+  EXPECT_THAT(sends(h.msg(4, R"(2["answer",")" + hex(B) + "\"," + answer + "]")),
+              ElementsAre(Sent{4, err("answer: streamId is missing and this connection is in no stream: send streamId")}));
+  EXPECT_EQ(h.refusals(Refusal::bad_request), 2u);
+  EXPECT_EQ(h.router.counters().messages_relayed, 1u);
 }
 
 TEST(SignalRouter, RefusesSpoofedSignalling) {
@@ -747,4 +833,226 @@ TEST(SignalRouter, SocketIoHousekeeping) {
   EXPECT_THAT(h.router.on_tick(h.now + 45000), ElementsAre(Action{CloseAction{3, "no Socket.IO CONNECT in time"}}));
   EXPECT_EQ(refusal_name(Refusal::not_subscribed), "not_subscribed");
   EXPECT_EQ(refusal_name(Refusal::busy), "busy");
+}
+
+// ---- relay trees ----
+
+namespace {
+
+Json relay_slots(int k) {
+  Json o;
+  o["relay"]["slots"] = k;
+  return o;
+}
+
+std::string placement(const keys::Keypair& parent, int depth) {
+  return R"(42["placement",{"parentId":")" + hex(parent) + R"(","depth":)" + std::to_string(depth) + "}]";
+}
+std::string relay_watch(const keys::Keypair& child) {
+  return R"(42["watch",")" + hex(child) + R"(",{"streamId":"s1","relay":true}])";
+}
+std::string direct_watch(const keys::Keypair& child) {
+  return R"(42["watch",")" + hex(child) + R"(",{"streamId":"s1"}])";
+}
+std::string stop_watching(const keys::Keypair& child) {
+  return R"(42["stopWatching",")" + hex(child) + R"(",{"streamId":"s1"}])";
+}
+bool contains(const std::vector<Sent>& sent, const Sent& one) {
+  return std::find(sent.begin(), sent.end(), one) != sent.end();
+}
+
+// Sockets 10.. hold relay watchers R[0..]; the broadcaster B is on socket 1.
+std::vector<keys::Keypair> relays(std::size_t n) {
+  std::vector<keys::Keypair> out;
+  for (std::size_t i = 0; i < n; ++i) out.push_back(keypair(static_cast<std::uint8_t>(0x20 + i)));
+  return out;
+}
+void subscribe_all(Harness& h, const std::vector<keys::Keypair>& rs, std::vector<const keys::Keypair*> more = {}) {
+  for (const auto& r : rs) more.push_back(&r);
+  h.subscribers(B, more);
+}
+
+}  // namespace
+
+TEST(SignalRelay, MaxDirectTwoAndTenRelaysOfTwoMakeATreeThreeDeep) {
+  Harness h;
+  h.live(1, B, "s1", relay_slots(2));  // broadcast(.., {streamId, auth, relay:{slots:2}})
+  auto rs = relays(10);
+  for (SocketId s = 10; s < 20; ++s) h.connect(s);
+  h.watch(10, rs[0], "s1", relay_slots(2));
+  subscribe_all(h, rs);
+  for (std::size_t i = 1; i < 10; ++i) h.watch(10 + i, rs[i], "s1", relay_slots(2));
+  const RelayTree* t = h.router.tree("s1");
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->max_depth(), 3u);
+  EXPECT_EQ(t->children_of(B.public_key()).size(), 2u);  // the broadcaster feeds --max-direct, no more
+  EXPECT_EQ(t->parent_of(rs[2].public_key()), rs[0].public_key());
+  EXPECT_EQ(t->parent_of(rs[9].public_key()), rs[3].public_key());
+  EXPECT_EQ(h.router.check(), "");
+
+  // An 11th: the oldest depth-2 relay with a free slot is its parent, told with relay:true.
+  const keys::Keypair late = keypair(0x40);
+  h.connect(30);
+  h.router.invalidate_subscribers(B.public_key());
+  h.watch(30, late, "s1");
+  auto sent = sends(h.subscribers(B, {&late}));
+  EXPECT_TRUE(contains(sent, Sent{14, relay_watch(late)}));
+  EXPECT_EQ(sent.back(), (Sent{30, placement(rs[4], 3)}));
+}
+
+TEST(SignalRelay, TheServerCapAndMaxDirectGiveTheTighter) {
+  for (auto [cap, asked, want] : {std::tuple{3, 5, 3u}, {3, 1, 1u}, {0, 2, 2u}, {3, 0, 3u}, {0, 0, 0u}}) {
+    RouterConfig cfg;
+    cfg.broadcaster_slots = static_cast<std::size_t>(cap);
+    Harness h(cfg);
+    h.live(1, B, "s1", asked ? relay_slots(asked) : Json::object());
+    ASSERT_NE(h.router.tree("s1"), nullptr);
+    EXPECT_EQ(h.router.tree("s1")->root_slots(), want) << cap << " " << asked;
+  }
+  // A malformed relay field is refused and the stream does not start.
+  Harness h;
+  h.connect(1);
+  Json bad;
+  bad["relay"]["slots"] = -1;
+  EXPECT_THAT(sends(h.broadcast(1, B, "s1", bad)).back().second, HasSubstr("relay must be {slots: k}"));
+  EXPECT_FALSE(h.router.is_broadcasting(hex(B)));
+}
+
+TEST(SignalRelay, BrowserWatchersAreLeaves) {
+  Harness h;
+  h.live(1, B, "s1", relay_slots(1));
+  h.connect(2);
+  h.connect(3);
+  h.watch(2, W, "s1");  // no relay field, as the web app sends it
+  h.subscribers(B, {&W, &W2});
+  // The broadcaster is full and W never relays: W2 waits rather than going under W.
+  auto sent = sends(h.watch(3, W2, "s1", relay_slots(2)));
+  EXPECT_EQ(sent.back(), (Sent{3, err("No relay slot free")}));
+  for (const auto& [s, packet] : sent) EXPECT_FALSE(s == 2 && packet.find(R"("watch")") != std::string::npos) << packet;
+  EXPECT_TRUE(h.router.tree("s1")->children_of(W.public_key()).empty());
+  EXPECT_TRUE(h.router.tree("s1")->queued(W2.public_key()));
+}
+
+TEST(SignalRelay, QueuedWatchersArePlacedFirstInFirstOut) {
+  Harness h;
+  h.live(1, B, "s1", relay_slots(1));
+  const keys::Keypair W3 = keypair(0x03);
+  for (SocketId s : {2, 3, 4}) h.connect(s);
+  h.watch(2, W, "s1");
+  h.subscribers(B, {&W, &W2, &W3});
+  EXPECT_EQ(sends(h.watch(3, W2, "s1")).back(), (Sent{3, err("No relay slot free")}));
+  EXPECT_EQ(sends(h.watch(4, W3, "s1")).back(), (Sent{4, err("No relay slot free")}));
+  EXPECT_EQ(h.refusals(Refusal::no_slot), 2u);
+  // The web app repeats watch while it waits: it is reminded, not counted or queued twice.
+  EXPECT_EQ(sends(h.watch(3, W2, "s1")).back(), (Sent{3, err("No relay slot free")}));
+  EXPECT_EQ(h.refusals(Refusal::no_slot), 2u);
+  EXPECT_EQ(h.router.tree("s1")->queue_size(), 2u);
+  // W stops watching: the oldest waiter, W2, gets the slot and the broadcaster offers to it.
+  auto sent = sends(h.event(2, Json::array({"stopWatching", hex(W), {{"streamId", "s1"}}})));
+  EXPECT_THAT(sent, ElementsAre(Sent{1, stop_watching(W)}, Sent{1, direct_watch(W2)}, Sent{3, placement(B, 1)},
+                                Sent{1, R"(42["watchersCount",2])"}, Sent{3, R"(42["watchersCount",2])"},
+                                Sent{4, R"(42["watchersCount",2])"}));
+  EXPECT_EQ(h.router.counters().queued, 1u);
+  EXPECT_EQ(h.router.check(), "");
+}
+
+TEST(SignalRelay, AQueuedWatcherThatDisconnectsIsDropped) {
+  Harness h;
+  h.live(1, B, "s1", relay_slots(1));
+  const keys::Keypair W3 = keypair(0x03);
+  for (SocketId s : {2, 3, 4}) h.connect(s);
+  h.watch(2, W, "s1");
+  h.subscribers(B, {&W, &W2, &W3});
+  h.watch(3, W2, "s1");
+  h.watch(4, W3, "s1");
+  h.router.on_close(3, h.now);  // W2 gives up while queued
+  EXPECT_EQ(h.router.tree("s1")->queue_size(), 1u);
+  EXPECT_EQ(h.router.watcher_count("s1"), 2u);
+  auto sent = sends(h.router.on_close(2, h.now));
+  EXPECT_TRUE(contains(sent, Sent{4, placement(B, 1)}));
+  EXPECT_TRUE(contains(sent, Sent{1, direct_watch(W3)}));
+  EXPECT_FALSE(contains(sent, Sent{1, direct_watch(W2)}));
+  EXPECT_EQ(h.router.counters().queued, 0u);
+  EXPECT_EQ(h.router.check(), "");
+}
+
+TEST(SignalRelay, OrphansOfAStoppedOrClosedRelayKeepTheirSubtrees) {
+  Harness h;
+  h.live(1, B, "s1", relay_slots(2));
+  auto rs = relays(10);
+  for (SocketId s = 10; s < 20; ++s) h.connect(s);
+  h.watch(10, rs[0], "s1", relay_slots(2));
+  subscribe_all(h, rs);
+  for (std::size_t i = 1; i < 10; ++i) h.watch(10 + i, rs[i], "s1", relay_slots(2));
+  // rs[0] feeds rs[2] {rs[6], rs[7]} and rs[3] {rs[8], rs[9]}. It dies (socket close / missed pings).
+  auto sent = sends(h.router.on_close(10, h.now));
+  EXPECT_TRUE(contains(sent, Sent{1, direct_watch(rs[2])}));           // rs[2] takes the free direct slot
+  EXPECT_TRUE(contains(sent, Sent{12, placement(B, 1)}));
+  EXPECT_TRUE(contains(sent, Sent{16, placement(rs[2], 2)}));         // its children only learn their depth
+  EXPECT_TRUE(contains(sent, Sent{14, relay_watch(rs[3])}));           // rs[3] goes to the oldest free depth-2 relay
+  EXPECT_TRUE(contains(sent, Sent{13, placement(rs[4], 3)}));
+  EXPECT_TRUE(contains(sent, Sent{18, placement(rs[3], 4)}));
+  // Nobody offers to the grandchildren again: their parents did not change.
+  for (std::size_t i : {6u, 7u, 8u, 9u}) {
+    EXPECT_FALSE(contains(sent, Sent{12, relay_watch(rs[i])}));
+    EXPECT_FALSE(contains(sent, Sent{13, relay_watch(rs[i])}));
+  }
+  const RelayTree* t = h.router.tree("s1");
+  EXPECT_EQ(t->parent_of(rs[6].public_key()), rs[2].public_key());
+  EXPECT_EQ(t->parent_of(rs[8].public_key()), rs[3].public_key());
+  EXPECT_EQ(h.router.check(), "");
+
+  // The same through stopWatching: rs[1] feeds rs[4] {rs[3] {rs[8], rs[9]}} and rs[5].
+  sent = sends(h.event(11, Json::array({"stopWatching", hex(rs[1]), {{"streamId", "s1"}}})));
+  EXPECT_TRUE(contains(sent, Sent{14, placement(B, 1)}));
+  EXPECT_EQ(t->parent_of(rs[3].public_key()), rs[4].public_key());
+  EXPECT_EQ(t->depth_of(rs[8].public_key()), 3u);
+  EXPECT_EQ(h.router.check(), "");
+}
+
+TEST(SignalRelay, RelayFailedMovesTheChildAndEndsTheOldLink) {
+  Harness h;
+  h.live(1, B, "s1", relay_slots(2));
+  const keys::Keypair W3 = keypair(0x03);
+  for (SocketId s : {2, 3, 4}) h.connect(s);
+  h.watch(2, W, "s1", relay_slots(2));
+  h.subscribers(B, {&W, &W2, &W3});
+  h.watch(3, W2, "s1", relay_slots(2));
+  h.watch(4, W3, "s1", relay_slots(1));  // B -> {W -> W3, W2}
+  ASSERT_EQ(h.router.tree("s1")->parent_of(W3.public_key()), W.public_key());
+  auto failed = [&](SocketId s, const keys::Keypair& who, const keys::Keypair& parent) {
+    return h.event(s, Json::array({"relayFailed", hex(who), {{"streamId", "s1"}, {"parentId", hex(parent)}}}));
+  };
+  // Someone else cannot report for W3, nor the broadcaster for itself.
+  EXPECT_THAT(sends(failed(3, W3, W)),
+              ElementsAre(Sent{3, err("relayFailed: this connection is not a watcher " + hex(W3) + " on stream s1")}));
+  EXPECT_EQ(sends(failed(1, B, W)).size(), 1u);
+  EXPECT_EQ(h.refusals(Refusal::spoofed), 2u);
+  // A stale report (W2 is not W3's parent) changes nothing.
+  EXPECT_TRUE(sends(failed(4, W3, W2)).empty());
+
+  EXPECT_THAT(sends(failed(4, W3, W)),
+              ElementsAre(Sent{2, stop_watching(W3)}, Sent{3, relay_watch(W3)}, Sent{4, placement(W2, 2)}));
+  EXPECT_EQ(h.router.tree("s1")->parent_of(W3.public_key()), W2.public_key());
+  EXPECT_EQ(h.router.counters().relay_failures, 1u);
+  // Signalling follows the new link: W2 may offer to W3, W no longer.
+  const std::string offer = R"({"streamId":"s1","userId":")" + hex(W3) + R"(","description":{"type":"offer","sdp":"x"}})";
+  EXPECT_TRUE(sends(h.msg(2, R"(2["offer",")" + hex(W) + "\"," + offer + "]")).empty());
+  EXPECT_EQ(sends(h.msg(3, R"(2["offer",")" + hex(W2) + "\"," + offer + "]")).size(), 1u);
+
+  // It can fail again, and go back to a parent that failed before this one.
+  EXPECT_THAT(sends(failed(4, W3, W2)), ElementsAre(Sent{3, stop_watching(W3)}, Sent{2, relay_watch(W3)},
+                                                    Sent{4, placement(W, 2)}));
+  EXPECT_THAT(sends(failed(4, W3, W)), ElementsAre(Sent{2, stop_watching(W3)}, Sent{3, relay_watch(W3)},
+                                                   Sent{4, placement(W2, 2)}));
+  EXPECT_EQ(h.router.check(), "");
+  // The link to the broadcaster can fail too: the broadcaster has a free slot again, but W goes
+  // to W2's instead.
+  EXPECT_THAT(sends(failed(2, W, B)),
+              ElementsAre(Sent{1, stop_watching(W)}, Sent{3, relay_watch(W)}, Sent{2, placement(W2, 2)}));
+  EXPECT_EQ(h.router.check(), "");
+
+  // Bad arguments are answered as such.
+  EXPECT_THAT(sends(h.event(4, Json::array({"relayFailed", hex(W3), {{"streamId", "s1"}}}))),
+              ElementsAre(Sent{4, err("relayFailed: parentId is missing: it must be a string")}));
 }
