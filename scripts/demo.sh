@@ -36,7 +36,7 @@ trap 'kill $bc_pid $sig_pid 2>/dev/null || true' EXIT
 for _ in $(seq 50); do grep -q '^listening on ' "$sig_out" 2>/dev/null && break; sleep 0.1; done
 url="$(sed -n 's/^listening on //p' "$sig_out" | head -1)"
 printf '\n\033[1m$ p2pstream signal --listen 127.0.0.1:0\033[0m\nlistening on %s\n' "$url"
-printf '\033[1m$ p2pstream broadcast %s --signal %s --size 640x480 &\033[0m\n' "$live" "$url"
+printf '\033[1m$ p2pstream broadcast "%s" --signal %s --size 640x480 &\033[0m\n' "$live" "$url"
 "$bin" broadcast "$live" --signal "$url" --size 640x480 -q &
 bc_pid=$!
 step watch "$live" --signal "$url" --account bob --output "$demo_home/bob.mkv" --duration 6
