@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "common.hpp"
+#include "live_loop.hpp"
 #include "media/broadcaster.hpp"
 #include "media/gst_util.hpp"
 #include "media/options.hpp"
@@ -29,35 +30,15 @@ struct BroadcastArgs {
   LiveFlags live;
 };
 
-// The default main loop, quit by SIGINT/SIGTERM (which are remembered).
-struct Loop {
-  GMainLoop* loop = g_main_loop_new(nullptr, FALSE);
-  bool interrupted = false;
-  guint sigint = g_unix_signal_add(SIGINT, &Loop::on_signal, this);
-  guint sigterm = g_unix_signal_add(SIGTERM, &Loop::on_signal, this);
-  ~Loop() {
-    g_source_remove(sigint);
-    g_source_remove(sigterm);
-    g_main_loop_unref(loop);
-  }
-  static gboolean on_signal(gpointer p) {
-    auto* self = static_cast<Loop*>(p);
-    self->interrupted = true;
-    g_main_loop_quit(self->loop);
-    return G_SOURCE_CONTINUE;
-  }
-  void quit() { g_main_loop_quit(loop); }
-  void run() { g_main_loop_run(loop); }
-};
 
 // Quits the loop at a wall-clock time (checked often, so a suspended machine wakes up right).
 struct Alarm {
-  Loop& loop;
+  LiveLoop& loop;
   std::uint64_t at_ms;
   std::function<void()> on_tick;
   bool rang = false;
   media::Timer timer;
-  Alarm(Loop& l, std::uint64_t at, std::function<void()> tick) : loop(l), at_ms(at), on_tick(std::move(tick)) {
+  Alarm(LiveLoop& l, std::uint64_t at, std::function<void()> tick) : loop(l), at_ms(at), on_tick(std::move(tick)) {
     timer = media::Timer(nullptr, 200, [this] {
       if (timespec::now_ms() >= at_ms) {
         rang = true;
@@ -125,7 +106,7 @@ void run(const Common& c, const BroadcastArgs& a) {
   signal_client::W3bSignaller sig(std::move(wo));
   std::signal(SIGPIPE, SIG_IGN);
 
-  Loop loop;
+  LiveLoop loop;
   StatusLine status(c);
   if (window && timespec::now_ms() < window->start) {
     status.message(fmt::format("'{}' starts at {}; waiting (Ctrl-C to give up)", window->title,

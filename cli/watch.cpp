@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "common.hpp"
+#include "live_loop.hpp"
 #include "media/gst_util.hpp"
 #include "media/options.hpp"
 #include "media/watcher.hpp"
@@ -27,23 +28,6 @@ struct WatchArgs {
   LiveFlags live;
 };
 
-struct Loop {
-  GMainLoop* loop = g_main_loop_new(nullptr, FALSE);
-  bool interrupted = false;
-  guint sigint = g_unix_signal_add(SIGINT, &Loop::on_signal, this);
-  guint sigterm = g_unix_signal_add(SIGTERM, &Loop::on_signal, this);
-  ~Loop() {
-    g_source_remove(sigint);
-    g_source_remove(sigterm);
-    g_main_loop_unref(loop);
-  }
-  static gboolean on_signal(gpointer p) {
-    auto* self = static_cast<Loop*>(p);
-    self->interrupted = true;
-    g_main_loop_quit(self->loop);
-    return G_SOURCE_CONTINUE;
-  }
-};
 
 std::string short_id(const std::string& id) { return id.size() > 14 ? id.substr(0, 10) + "…" + id.substr(id.size() - 4) : id; }
 
@@ -77,7 +61,7 @@ void run(const Common& c, WatchArgs a) {
   signal_client::W3bSignaller sig(std::move(so));
   std::signal(SIGPIPE, SIG_IGN);
 
-  Loop loop;
+  LiveLoop loop;
   StatusLine status(c);
   media::Watcher w(wo, sig);  // UsageError here for --display without a display
   std::optional<media::WatchEnd> end;
