@@ -9,7 +9,8 @@
 //             send --candidates candidates: the signalling of one real session
 //   peak      closed loop: each watcher keeps --window candidates in flight to its broadcaster,
 //             which echoes each back; relayed messages per second is the server's peak
-//   latency   open loop at --latency-fraction of the peak rate, watchers -> broadcasters, sent
+//   latency   open loop at --latency-fraction of the peak rate (or --latency-rate), watchers ->
+//             broadcasters (--latency-mix two-way: every other one back, the peak's mix), sent
 //             on a fixed schedule (every --pace-us) whatever the replies do; one-way relay
 //             latency from the sender's send() to the kernel's receive timestamp on the receiving
 //             socket (SO_TIMESTAMPING), so the generator's own queueing is not counted; the
@@ -17,7 +18,7 @@
 //             its schedule, to show when the generator rather than the server was late
 // Results are one JSON object on stdout. Only loopback is used.
 //
-//   signal_load --port P --conns N --watchers K --streams FILE [--auth challenge|none] ...
+//   signal_load --port P --conns N --watchers K --streams FILE [--auth challenge|none] [--trace FILE] ...
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -44,6 +45,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -70,11 +72,14 @@ struct Options {
   int window = 2;
   double latency_s = 8;
   double latency_fraction = 0.5;
+  double latency_rate = 0;  // msg/s for the latency phase; 0: latency_fraction of the measured peak
+  bool latency_two_way = false;  // latency phase: every other message broadcaster -> watcher, as in the peak
   int pace_us = 200;  // the latency phase's send schedule: what is due goes out at least this often
   int server_pid = 0;
   int connect_concurrency = 200;
   int join_concurrency = 200;
   double timeout_s = 180;
+  std::string trace_file;  // latency phase: one "send_us latency_us" line per message (send_us: wall clock)
 };
 
 std::string hex(const unsigned char* p, std::size_t n) {
@@ -104,6 +109,17 @@ std::string sign(const Key& k, const std::string& text) {
   unsigned char sig[crypto_sign_BYTES];
   crypto_sign_detached(sig, nullptr, reinterpret_cast<const unsigned char*>(text.data()), text.size(), k.sk);
   return hex(sig, sizeof sig);
+}
+
+// CPU time the hypervisor took from this machine (the "steal" column of /proc/stat, all CPUs),
+// in seconds: on a shared VM a stolen slice stalls whatever ran on that CPU, server included.
+double steal_s() {
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  long long v[8] = {};
+  in >> cpu;
+  for (auto& x : v) in >> x;
+  return cpu == "cpu" ? static_cast<double>(v[7]) / static_cast<double>(sysconf(_SC_CLK_TCK)) : -1;
 }
 
 long rss_kib(int pid) {
@@ -274,7 +290,9 @@ class Load {
     std::vector<int> senders;
     for (auto& c : conns_)
       if (c.watcher >= 0 && c.joined) senders.push_back(c.index);
-    const double rate = peak * o_.latency_fraction;
+    // A fixed rate compares builds at the same load: the closed-loop peak moves with how well
+    // the server batches, and so does a rate taken from it.
+    const double rate = o_.latency_rate > 0 ? o_.latency_rate : peak * o_.latency_fraction;
     const auto total = static_cast<std::uint64_t>(rate * o_.latency_s);
     latencies_.clear();
     user_latencies_.clear();
@@ -285,13 +303,19 @@ class Load {
     const double interval_ns = rate > 0 ? 1e9 / rate : 1e9;
     const std::int64_t pace_ns = static_cast<std::int64_t>(o_.pace_us) * 1000;
     std::uint64_t sent = 0;
-    const double lcpu0 = cpu_s(o_.server_pid), lself0 = cpu_s(static_cast<int>(::getpid()));
+    const double lcpu0 = cpu_s(o_.server_pid), lself0 = cpu_s(static_cast<int>(::getpid())), steal0 = steal_s();
     const auto tl = now_ns();
     auto due_at = [&](std::uint64_t k) { return tl + static_cast<std::int64_t>(static_cast<double>(k) * interval_ns); };
     while (sent < total && !senders.empty()) {
       for (auto now = now_ns(); sent < total && due_at(sent) <= now; ++sent) {
-        Conn& c = conns_[static_cast<std::size_t>(senders[sent % senders.size()])];
         lags.push_back(now - due_at(sent));
+        if (o_.latency_two_way) {  // the peak's mix: watcher -> broadcaster, then the way back
+          Conn& w = conns_[static_cast<std::size_t>(senders[(sent / 2) % senders.size()])];
+          if (sent % 2 == 0) send_candidate(w, broadcaster_conn(w), 'l', wall_ns());
+          else send_candidate(broadcaster_conn(w), w, 'l', wall_ns());
+          continue;
+        }
+        Conn& c = conns_[static_cast<std::size_t>(senders[sent % senders.size()])];
         send_candidate(c, broadcaster_conn(c), 'l', wall_ns());
       }
       flush_all();
@@ -302,6 +326,7 @@ class Load {
     const double lat_dur = std::max((now_ns() - tl) / 1e9, 1e-9);
     const double lat_server_cpu = (cpu_s(o_.server_pid) - lcpu0) / lat_dur;
     const double lat_load_cpu = (cpu_s(static_cast<int>(::getpid())) - lself0) / lat_dur;
+    const double lat_steal = (steal_s() - steal0) / lat_dur / static_cast<double>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
     auto settle = now_ns() + 1'000'000'000LL;
     while (now_ns() < settle && latencies_.size() < sent) poll(5);
     auto pct = [](std::vector<std::int64_t>& v, double p) -> double {
@@ -316,6 +341,7 @@ class Load {
     const double lagmax = lags.empty() ? -1.0 : static_cast<double>(lags.back()) / 1e6;
     int open = 0;
     for (const auto& c : conns_) open += c.stage == Stage::connected;
+    write_trace();
 
     std::printf(
         "{\"connections_attempted\":%zu,\"connections_held\":%d,\"connect_failures\":%d,\"server_closes\":%d,"
@@ -325,12 +351,12 @@ class Load {
         "\"peak_relayed_per_s\":%.1f,\"peak_server_cpu\":%.2f,\"peak_loadgen_cpu\":%.2f,\"latency_rate_per_s\":%.1f,\"latency_sent\":%llu,\"latency_received\":%zu,"
         "\"latency_p50_ms\":%.3f,\"latency_p99_ms\":%.3f,\"latency_p999_ms\":%.3f,\"latency_max_ms\":%.3f,"
         "\"latency_user_p50_ms\":%.3f,\"latency_user_p99_ms\":%.3f,\"sender_lag_p99_ms\":%.3f,\"sender_lag_max_ms\":%.3f,"
-        "\"latency_server_cpu\":%.2f,\"latency_loadgen_cpu\":%.2f,"
+        "\"latency_server_cpu\":%.2f,\"latency_loadgen_cpu\":%.2f,\"latency_steal\":%.3f,"
         "\"rss_idle_kib\":%ld,\"rss_connected_kib\":%ld,\"rss_joined_kib\":%ld,\"rss_peak_kib\":%ld}\n",
         conns_.size(), open, failed_, server_closes_, connect_s, connected_ / std::max(connect_s, 1e-9), live_, admitted_,
         broadcast_s, watch_s, (live_ + admitted_) / std::max(broadcast_s + watch_s, 1e-9), join_refused_, errors_,
         exchange_s, static_cast<unsigned long long>(exchange_relayed), peak, server_cpu, load_cpu, rate, static_cast<unsigned long long>(sent),
-        latencies_.size(), p50, p99, p999, lmax, up50, up99, lag99, lagmax, lat_server_cpu, lat_load_cpu, rss_idle,
+        latencies_.size(), p50, p99, p999, lmax, up50, up99, lag99, lagmax, lat_server_cpu, lat_load_cpu, lat_steal, rss_idle,
         rss_connected, rss_joined, rss_peak);
   }
 
@@ -341,6 +367,22 @@ class Load {
     return c.watcher < 0 ? broadcaster_.id : watcher_keys_[static_cast<std::size_t>(c.watcher)].id;
   }
   const std::string& stream_of(const Conn& c) const { return streams_[static_cast<std::size_t>(c.group)]; }
+
+  // Per-message latencies in send order, to tell periodic stalls from steady queueing.
+  void write_trace() {
+    if (o_.trace_file.empty() || trace_.empty()) return;
+    std::sort(trace_.begin(), trace_.end());
+    std::FILE* f = std::fopen(o_.trace_file.c_str(), "w");
+    if (!f) return;
+    // The offset lines the trace up with tools on CLOCK_MONOTONIC (perf record -k mono).
+    timespec mono{};
+    ::clock_gettime(CLOCK_MONOTONIC, &mono);
+    const std::int64_t mono_ns = static_cast<std::int64_t>(mono.tv_sec) * 1'000'000'000LL + mono.tv_nsec;
+    std::fprintf(f, "# realtime_minus_monotonic_us %lld\n", static_cast<long long>((wall_ns() - mono_ns) / 1000));
+    for (const auto& [t, lat] : trace_)
+      std::fprintf(f, "%lld %lld\n", static_cast<long long>(t / 1000), static_cast<long long>(lat / 1000));
+    std::fclose(f);
+  }
 
   void check_timeout(std::int64_t since, const char* what) {
     if (now_ns() - since > static_cast<std::int64_t>(o_.timeout_s * 1e9))
@@ -695,6 +737,7 @@ class Load {
       return;
     }
     if (phase == 'l') {
+      if (!o_.trace_file.empty()) trace_.emplace_back(t, c.rx_kernel_ns - t);
       latencies_.push_back(c.rx_kernel_ns - t);
       user_latencies_.push_back(c.rx_user_ns - t);
     }
@@ -750,6 +793,7 @@ class Load {
   char phase_ = 'e';
   std::vector<std::int64_t> latencies_;       // send -> kernel receive timestamp
   std::vector<std::int64_t> user_latencies_;  // send -> read by this process
+  std::vector<std::pair<std::int64_t, std::int64_t>> trace_;  // (send stamp, latency), with --trace
 };
 
 Options parse(int argc, char** argv) {
@@ -772,11 +816,18 @@ Options parse(int argc, char** argv) {
     else if (a == "--window") o.window = std::stoi(need(i));
     else if (a == "--latency-s") o.latency_s = std::stod(need(i));
     else if (a == "--latency-fraction") o.latency_fraction = std::stod(need(i));
+    else if (a == "--latency-rate") o.latency_rate = std::stod(need(i));
+    else if (a == "--latency-mix") {
+      const std::string mix = need(i);
+      if (mix != "one-way" && mix != "two-way") throw std::runtime_error("--latency-mix is one-way or two-way");
+      o.latency_two_way = mix == "two-way";
+    }
     else if (a == "--pace-us") o.pace_us = std::max(10, std::stoi(need(i)));
     else if (a == "--server-pid") o.server_pid = std::stoi(need(i));
     else if (a == "--connect-concurrency") o.connect_concurrency = std::stoi(need(i));
     else if (a == "--join-concurrency") o.join_concurrency = std::stoi(need(i));
     else if (a == "--timeout-s") o.timeout_s = std::stod(need(i));
+    else if (a == "--trace") o.trace_file = need(i);
     else throw std::runtime_error("unknown option " + a);
   }
   if (o.port <= 0 || o.streams_file.empty()) throw std::runtime_error("--port and --streams are required");

@@ -457,9 +457,16 @@ Router::Member* Router::member(Stream& stream, const PublicKey& key) {
   return nullptr;
 }
 
+Router::Member* Router::member(Stream& stream, std::string_view id) {
+  if (stream.broadcaster.id == id) return &stream.broadcaster;
+  for (auto& w : stream.watchers)
+    if (w.id == id) return &w;
+  auto key = parse_id(id);
+  return key ? member(stream, *key) : nullptr;
+}
+
 Router::Member* Router::sender(Stream& stream, SocketId s, std::string_view claimed_id) {
-  auto key = parse_id(claimed_id);
-  Member* m = key ? member(stream, *key) : nullptr;
+  Member* m = member(stream, claimed_id);
   return m && m->socket == s ? m : nullptr;
 }
 
@@ -611,8 +618,7 @@ void Router::forward_scanned(Out& out, SocketId s, const RelayScan& r) {
   if (!from)
     return out.refuse(s, Refusal::spoofed,
                       std::string(name) + ": this connection is not " + std::string(from_id) + " on stream " + it->first);
-  auto to_key = parse_id(to_id);
-  Member* to = to_key ? member(it->second, *to_key) : nullptr;
+  Member* to = member(it->second, to_id);
   if (!to) return;
   const Stream& stream = it->second;
   const bool peers = offer                               ? is_peer(stream, *from, *to)
@@ -659,6 +665,7 @@ Actions Router::on_tick(std::int64_t now) {
   std::vector<SocketId> silent;
   for (const auto& [id, st] : sockets_)
     if (!st.connected && now - st.opened_at >= config_.connect_timeout_ms) silent.push_back(id);
+  std::sort(silent.begin(), silent.end());  // a hashed map: close in a stable order
   for (auto id : silent) close_socket(out, id, "no Socket.IO CONNECT in time");
 
   // A lookup that timed out fails the joins waiting on it; the next join asks again.

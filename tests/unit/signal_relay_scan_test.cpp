@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <random>
 
 #include "signal/router.hpp"
@@ -233,4 +234,56 @@ TEST(SignalRelayScan, RouterForwardsScannedEventsLikeParsedOnes) {
   EXPECT_NE(spoof[0].find("candidate: this connection is not " + wid), std::string::npos) << spoof[0];
   EXPECT_EQ(router.counters().refusals[static_cast<std::size_t>(Refusal::spoofed)], 1u);
   EXPECT_EQ(router.counters().messages_relayed, 2u);
+
+  // Members are found by their id's text first; another spelling of the same key (upper-case
+  // hex) still reaches them, on the fast path, as sender and as target.
+  auto upper = [](std::string id) {
+    for (std::size_t i = 2; i < id.size(); ++i) id[i] = static_cast<char>(std::toupper(static_cast<unsigned char>(id[i])));
+    return id;
+  };
+  const std::string spelled = R"(2["candidate",")" + upper(bid) + R"(",{"userId":")" + upper(wid) + R"(","streamId":")" +
+                              stream + R"(","candidate":)" + cand + "}]";
+  ASSERT_TRUE(scan_relay(spelled, cfg.protocol));
+  auto out3 = sent_to(router.on_message(2, spelled, 1004), 1);
+  ASSERT_EQ(out3.size(), 1u);
+  EXPECT_EQ(out3[0], "42[\"candidate\",\"" + upper(wid) + "\",{\"candidate\":" + cand + "}]");
+  EXPECT_EQ(router.counters().messages_relayed, 3u);
+}
+
+// Strings are scanned eight bytes at a time: a byte that ends, escapes or invalidates a string
+// must be seen at every position within such a word, and a string of any length must end right.
+TEST(SignalRelayScan, SeesEverySpecialByteAtAnyOffsetInAString) {
+  auto packet = [](const std::string& text) {
+    return R"(2["candidate",")" + kB + R"(",{"userId":")" + kW +
+           R"(","streamId":"1700000000000Jam","candidate":{"candidate":")" + text + R"(","sdpMid":"0"}}])";
+  };
+  for (std::size_t len = 0; len < 40; ++len) {
+    const std::string plain(len, 'a');
+    auto ok = scan_relay(packet(plain), {});
+    ASSERT_TRUE(ok) << len;
+    EXPECT_EQ(parse_json(ok->candidate)->at("candidate"), plain);
+    for (std::size_t at = 0; at < len; ++at) {
+      for (char bad : {'\x01', '\x1f', '\x80', '\xc3', '\xff'}) {
+        std::string t = plain;
+        t[at] = bad;
+        EXPECT_FALSE(scan_relay(packet(t), {})) << len << " " << at << " " << static_cast<int>(bad);
+      }
+      for (const char* esc : {"\\\"", "\\\\", "\\n", "\\/"}) {  // kept: valid escapes
+        std::string t = plain;
+        t.replace(at, 1, esc);
+        auto r = scan_relay(packet(t), {});
+        ASSERT_TRUE(r) << t;
+        std::string storage;
+        EXPECT_TRUE(full(packet(t), storage)) << t;
+        EXPECT_NE(r->candidate.find(esc), std::string_view::npos) << t;  // passed on as written
+        EXPECT_EQ(parse_json(r->candidate)->at("candidate").get<std::string>().size(), len) << t;
+      }
+      std::string cut = plain;  // a bare quote ends the string early: the JSON breaks
+      cut[at] = '"';
+      EXPECT_FALSE(scan_relay(packet(cut), {})) << cut;
+      std::string del = plain;  // DEL (0x7f) is plain JSON
+      del[at] = '\x7f';
+      EXPECT_TRUE(scan_relay(packet(del), {})) << at;
+    }
+  }
 }
