@@ -144,7 +144,7 @@ void register_watch(CLI::App& app, Common& c) {
                 "Print fps, bitrate, packets lost, jitter, RTT and decode latency once a second on stdout; "
                 "--stats=json prints JSON lines (with depth, parent, frames, children)");
   sub->add_option("--duration", a->duration_s, "Stop after S seconds (exit 0 if the stream was received)");
-  sub->add_option("--latency", a->latency_ms, "Jitter buffer in ms; NACK retransmission needs 50 or more")
+  sub->add_option("--latency", a->latency_ms, "Jitter buffer in ms per tree level (x depth under relays); NACK retransmission needs 50 or more")
       ->capture_default_str();
   sub->add_option("--relay", a->relay, "Forward the stream to up to K other watchers (0-8) without re-encoding")
       ->capture_default_str();

@@ -489,7 +489,7 @@ complete -c p2pstream -n "__p2pstream_in 'watch'" -l ascii -d 'Render the video 
 complete -c p2pstream -n "__p2pstream_in 'watch'" -l null -d 'Decode and drop (the default when no sink is chosen)'
 complete -c p2pstream -n "__p2pstream_in 'watch'" -l stats -d 'Print fps, bitrate, packets lost, jitter, RTT and decode latency once a second on stdout; --stats=json prints JSON lines (with depth, parent, frames, children)'
 complete -c p2pstream -n "__p2pstream_in 'watch'" -l duration -x -d 'Stop after S seconds (exit 0 if the stream was received)'
-complete -c p2pstream -n "__p2pstream_in 'watch'" -l latency -x -d 'Jitter buffer in ms; NACK retransmission needs 50 or more'
+complete -c p2pstream -n "__p2pstream_in 'watch'" -l latency -x -d 'Jitter buffer in ms per tree level (x depth under relays); NACK retransmission needs 50 or more'
 complete -c p2pstream -n "__p2pstream_in 'watch'" -l relay -x -d 'Forward the stream to up to K other watchers (0-8) without re-encoding'
 complete -c p2pstream -n "__p2pstream_in 'watch'" -l no-wait -d 'Fail (exit 3) if the stream has not started, instead of waiting for it'
 complete -c p2pstream -n "__p2pstream_in 'watch'" -l signal -x -d 'Signalling server URL, http(s):// or ws(s):// [env P2PSTREAM_SIGNAL, config signal; default http://127.0.0.1:3001]'

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds media_bench and prints lib/media's figures on this machine:
 #   glass-to-glass latency (VP8, H.264; jitter buffer 0 and 50 ms), time to first frame,
-#   sender CPU per added viewer and frames lost for N viewers.
+#   sender CPU per added viewer and frames lost for N viewers (sender pinned to CPU 0, the
+#   receivers standing in for remote viewers to CPU 1).
 # Usage: bench/media/run.sh [build-dir]   (default: build; env SECONDS_PER_RUN, RUNS, VIEWERS)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"

@@ -143,15 +143,25 @@ int node(std::map<std::string, std::string> f) {
     std::cerr << "watcher ended: " << m << "\n";
     g_main_loop_quit(loop);
   });
-  // A freeze that ends is reported with when the frames came back (recovery after a kill).
+  // Reported with when the frames came back: the first frame through a new parent (recovery
+  // after a kill, however short the gap), or after any freeze of 300 ms or more.
   std::uint64_t last_frames = 0;
   std::int64_t last_change = 0;
+  std::string last_parent;
+  bool moved = false;
   media::Timer gaps(nullptr, 20, [&] {
-    std::uint64_t n = w.frames();
+    if (sig.parent() != last_parent) {
+      moved = !last_parent.empty();
+      last_parent = sig.parent();
+    }
+    // Frames into the tee: those still queued before our own decoder after a move came from
+    // the old parent.
+    std::uint64_t n = w.frames_forwarded();
     if (n == last_frames) return true;
     std::int64_t now = wall_us();
-    if (last_change > 0 && now - last_change > 300'000)
-      emit({{"kind", "resume"}, {"at_ms", now / 1000}, {"gap_ms", (now - last_change) / 1000}});
+    if (last_change > 0 && (moved || now - last_change > 300'000))
+      emit({{"kind", "resume"}, {"at_ms", now / 1000}, {"gap_ms", (now - last_change) / 1000}, {"moved", moved}});
+    moved = false;
     last_frames = n;
     last_change = now;
     return true;

@@ -4,6 +4,8 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 
 #include "sails/sails.hpp"
 #include "timespec/timespec.hpp"
@@ -167,7 +169,16 @@ Ledger::Ledger(const std::filesystem::path& file, Options opts) : file_(file), o
   sqlite3_busy_timeout(db_, opts_.busy_timeout_ms);
   try {
     refuse_foreign_database();
-    exec("PRAGMA journal_mode=WAL");
+    // Switching a new file to WAL needs it alone, and SQLite answers "database is locked" at once,
+    // without its busy handler, while another process is creating the same file: wait here.
+    for (auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(opts_.busy_timeout_ms);;) {
+      int rc = sqlite3_exec(db_, "PRAGMA journal_mode=WAL", nullptr, nullptr, nullptr);
+      if (rc == SQLITE_OK) break;
+      if ((rc != SQLITE_BUSY && rc != SQLITE_LOCKED) || std::chrono::steady_clock::now() > until) {
+        throw RuntimeError(fmt::format("ledger: {}", sqlite3_errmsg(db_)));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
     exec("PRAGMA synchronous=FULL");
     exec("PRAGMA foreign_keys=ON");
     Txn t(db_, "BEGIN IMMEDIATE");

@@ -1,4 +1,4 @@
-// media/broadcaster: source -> encoder -> payloader -> tee, and one queue -> webrtcbin branch per
+// media/broadcaster: source -> encoder -> payloader -> tee, and one gated webrtcbin branch per
 // watcher session, driven from the main context; webrtcbin's threads only post work to it.
 #include "media/broadcaster.hpp"
 
@@ -25,6 +25,11 @@ constexpr int kOpusPt = 111;
 // Keyframes at most this often: with loss, every watcher's depayloader asks for one per gap,
 // and a keyframe per request would multiply the bitrate exactly when the network is worst.
 constexpr std::int64_t kMinKeyframeGapUs = 500 * 1000;
+// A watcher branch's gate (see Impl::gate): nothing passes, audio passes and video waits for a
+// keyframe, everything passes.
+constexpr int kGateClosed = 0;
+constexpr int kGateKeyframe = 1;
+constexpr int kGateOpen = 2;
 
 // Quotes a property value for gst_parse_launch.
 std::string quoted(const std::string& v) {
@@ -78,16 +83,42 @@ SourceLaunch source_launch(const BroadcastOptions& o) {
 
 std::string video_encoder_launch(const BroadcastOptions& o) {
   unsigned key_int = o.keyframe_interval_s * o.fps;
+  // One encoder thread: libvpx's row-sync between threads spin-waits (pause loops), and when the
+  // machine is busy (many watchers' branches) the spinning thread starved its partner: the sender
+  // fell to 4-10 fps at 64 watchers. vp8 at cpu-used=8 and 640x480@30 needs ~15% of one core.
   if (o.video == VideoCodec::vp8) {
-    return "vp8enc name=venc deadline=1 cpu-used=8 end-usage=cbr lag-in-frames=0 threads=2 "
+    return "vp8enc name=venc deadline=1 cpu-used=8 end-usage=cbr lag-in-frames=0 threads=1 "
            "target-bitrate=" + std::to_string(o.bitrate_kbps * 1000) +
            " keyframe-max-dist=" + std::to_string(key_int) +
            " ! rtpvp8pay name=vpay mtu=1200 picture-id-mode=15-bit pt=" + std::to_string(kVideoPt);
   }
-  return "x264enc name=venc tune=zerolatency speed-preset=ultrafast bframes=0 threads=2 "
+  // One slice per frame (threads=1): zerolatency's sliced threads split each frame in two, and
+  // our receivers then decoded P-frames with the top slice missing (the latency stamp was
+  // unreadable in 15 of 16 frames). ultrafast at 640x480@30 costs ~5% of a core on one thread.
+  return "x264enc name=venc tune=zerolatency speed-preset=ultrafast bframes=0 threads=1 "
          "bitrate=" + std::to_string(o.bitrate_kbps) + " key-int-max=" + std::to_string(key_int) +
          " ! video/x-h264,profile=constrained-baseline ! rtph264pay name=vpay mtu=1200 "
          "config-interval=-1 aggregate-mode=zero-latency pt=" + std::to_string(kH264Pt);
+}
+
+// The watchers' branches are spread over a few worker threads, one per CPU: tee -> queue ->
+// tee NAMEk, and each branch hangs off one NAMEk. A queue per watcher cost a thread wake-up
+// per packet per watcher (a fifth of the sender's CPU at 64 watchers); pushing to every
+// watcher from the encoder's thread left the other CPUs idle and stalled the encoder.
+int fanout_worker_count() {
+  static const int n = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 4u));
+  return n;
+}
+
+std::string fanout_workers(const std::string& tee) {
+  std::string out;
+  for (int k = 0; k < fanout_worker_count(); ++k) {
+    std::string n = std::to_string(k);
+    out += "  " + tee + ". ! queue name=" + tee + "q" + n +
+           " leaky=downstream max-size-buffers=0 max-size-bytes=0 max-size-time=500000000 ! tee name=" + tee + n +
+           " allow-not-linked=true";
+  }
+  return out;
 }
 
 std::string pipeline_launch(const BroadcastOptions& o) {
@@ -98,12 +129,12 @@ std::string pipeline_launch(const BroadcastOptions& o) {
                       ",framerate=" + std::to_string(o.fps) + "/1,pixel-aspect-ratio=1/1"
                       " ! queue name=encqueue max-size-buffers=3 max-size-bytes=0 max-size-time=0 "
                       "leaky=downstream ! " + video_encoder_launch(o) +
-                      " ! tee name=vtee allow-not-linked=true";
+                      " ! tee name=vtee allow-not-linked=true" + fanout_workers("vtee");
   if (!o.audio) return video;
   return video + "  " + src.audio +
          " ! audioconvert ! audioresample ! audio/x-raw,rate=48000,channels=2"
          " ! opusenc name=aenc bitrate=64000 frame-size=20 ! rtpopuspay name=apay pt=" +
-         std::to_string(kOpusPt) + " ! tee name=atee allow-not-linked=true";
+         std::to_string(kOpusPt) + " ! tee name=atee allow-not-linked=true" + fanout_workers("atee");
 }
 
 // What each watcher's transceiver offers; the feedback fields become a=rtcp-fb lines.
@@ -151,16 +182,28 @@ struct Broadcaster::Impl : std::enable_shared_from_this<Broadcaster::Impl> {
     unsigned serial = 0;
     GstElement* bin = nullptr;  // owned by the pipeline while attached
     GstElement* webrtc = nullptr;
-    GstPad* vtee_pad = nullptr;  // our references to the tee's request pads
+    GstPad* vtee_pad = nullptr;  // our references to the worker tees' request pads
     GstPad* atee_pad = nullptr;
+    std::size_t worker = 0;
     bool offer_made = false;
     bool connected = false;
+    // Shared with the branch's gate probes (see gate()): kGateClosed until ICE and DTLS are up.
+    std::shared_ptr<std::atomic<int>> gate = std::make_shared<std::atomic<int>>(kGateClosed);
     bool have_stats = false;
     RtpTotals last{};
     double loss = 0;
     std::optional<double> rtt_ms;
   };
   using PeerPtr = std::shared_ptr<Peer>;
+
+  // A branch's gate probe: its peer's state, and which medium it passes. The probe runs only
+  // while the pipeline, and so this Impl, exists.
+  struct Gate {
+    std::shared_ptr<std::atomic<int>> peer;
+    Impl* impl;
+    bool video;
+    GstClockTime dropped_pts = GST_CLOCK_TIME_NONE;  // the last frame dropped (streaming thread)
+  };
 
   // Handed to webrtcbin signal handlers: which peer, without keeping anything alive.
   struct Tag {
@@ -173,8 +216,7 @@ struct Broadcaster::Impl : std::enable_shared_from_this<Broadcaster::Impl> {
   Signaller& sig;
   GMainContext* ctx;
   GstElement* pipeline = nullptr;
-  GstElement* vtee = nullptr;
-  GstElement* atee = nullptr;
+  std::vector<GstElement*> vtees, atees;  // the fan-out workers' tees (see fanout_workers)
   GstElement* venc = nullptr;
   GstElement* vpay = nullptr;
   std::uint32_t video_ssrc = 0;  // fixed, so each watcher's offer can name it
@@ -188,6 +230,7 @@ struct Broadcaster::Impl : std::enable_shared_from_this<Broadcaster::Impl> {
   std::atomic<std::int64_t> last_keyframe_us{-kMinKeyframeGapUs};
   std::atomic<bool> keyframe_pending{false};
   std::atomic<bool> keyframe_now{false};  // our own request for a joining watcher: never held
+  std::atomic<GstClockTime> last_keyframe_pts{GST_CLOCK_TIME_NONE};  // the encoder's latest keyframe
   std::uint64_t tick_frames = 0, tick_bytes = 0;
   std::int64_t tick_us = 0, start_us = 0;
   unsigned target_kbps = 0;
@@ -238,12 +281,14 @@ struct Broadcaster::Impl : std::enable_shared_from_this<Broadcaster::Impl> {
       throw UsageError("cannot build the broadcast pipeline from --source " + opts.source + ": " + msg);
     }
     gst_object_ref_sink(pipeline);
-    vtee = by_name(pipeline, "vtee");
+    for (int k = 0; k < fanout_worker_count(); ++k) {
+      vtees.push_back(by_name(pipeline, ("vtee" + std::to_string(k)).c_str()));
+      if (opts.audio) atees.push_back(by_name(pipeline, ("atee" + std::to_string(k)).c_str()));
+    }
     venc = by_name(pipeline, "venc");
     vpay = by_name(pipeline, "vpay");
     video_ssrc = random_ssrc();
     g_object_set(vpay, "ssrc", guint(video_ssrc), nullptr);
-    if (opts.audio) atee = by_name(pipeline, "atee");
     install_probes();
     GstBus* bus = gst_pipeline_get_bus(GST_PIPELINE(pipeline));
     bus_source = gst_bus_create_watch(bus);
@@ -269,7 +314,11 @@ struct Broadcaster::Impl : std::enable_shared_from_this<Broadcaster::Impl> {
   static GstPadProbeReturn count_frame(GstPad*, GstPadProbeInfo* info, gpointer d) {
     auto* self = static_cast<Impl*>(d);
     self->frames.fetch_add(1, std::memory_order_relaxed);
-    self->bytes.fetch_add(gst_buffer_get_size(GST_PAD_PROBE_INFO_BUFFER(info)), std::memory_order_relaxed);
+    GstBuffer* buf = GST_PAD_PROBE_INFO_BUFFER(info);
+    if (!GST_BUFFER_FLAG_IS_SET(buf, GST_BUFFER_FLAG_DELTA_UNIT)) {
+      self->last_keyframe_pts.store(GST_BUFFER_PTS(buf), std::memory_order_release);
+    }
+    self->bytes.fetch_add(gst_buffer_get_size(buf), std::memory_order_relaxed);
     return GST_PAD_PROBE_OK;
   }
 
@@ -280,7 +329,9 @@ struct Broadcaster::Impl : std::enable_shared_from_this<Broadcaster::Impl> {
   static GstPadProbeReturn watch_events(GstPad*, GstPadProbeInfo* info, gpointer d) {
     GstEvent* ev = GST_PAD_PROBE_INFO_EVENT(info);
     auto weak = *static_cast<std::weak_ptr<Impl>*>(d);
-    if (gst_video_event_is_force_key_unit(ev)) {
+    // Only requests going up: the encoder announces each keyframe it made with a downstream
+    // force-key-unit, and counting that as a request made a new keyframe every gap, forever.
+    if (GST_EVENT_IS_UPSTREAM(ev) && gst_video_event_is_force_key_unit(ev)) {
       auto self = weak.lock();
       if (!self) return GST_PAD_PROBE_OK;
       std::int64_t now = monotonic_us();
@@ -428,12 +479,32 @@ struct Broadcaster::Impl : std::enable_shared_from_this<Broadcaster::Impl> {
 
   // ---- per-watcher branches ----
 
-  GstElement* make_branch_queue(const std::string& name) {
-    GstElement* q = make_element("queue", name.c_str());
-    // Leaky: a stuck watcher must never hold up the tee and so the other watchers.
-    g_object_set(q, "leaky", 2, "max-size-buffers", 0u, "max-size-bytes", 0u, "max-size-time",
-                 guint64(500 * GST_MSECOND), nullptr);
-    return q;
+  // Until the peer is connected webrtcbin blocks its RTP path: it would stall the tee (and with
+  // a queue per branch, release up to 500 ms of stale frames ahead of the keyframe forced on
+  // connect, which the decoder drops before asking for yet another keyframe). The gate drops
+  // media until then, and video until the next keyframe starts; sticky events (caps) still pass.
+  static GstPadProbeReturn gate(GstPad*, GstPadProbeInfo* info, gpointer d) {
+    auto* g = static_cast<Gate*>(d);
+    int state = g->peer->load(std::memory_order_acquire);
+    if (state == kGateOpen || (state == kGateKeyframe && !g->video)) return GST_PAD_PROBE_OK;
+    GstBuffer* first = (GST_PAD_PROBE_INFO_TYPE(info) & GST_PAD_PROBE_TYPE_BUFFER) != 0
+                           ? GST_PAD_PROBE_INFO_BUFFER(info)
+                           : gst_buffer_list_get(GST_PAD_PROBE_INFO_BUFFER_LIST(info), 0);
+    GstClockTime pts = first != nullptr ? GST_BUFFER_PTS(first) : GST_CLOCK_TIME_NONE;
+    // The payloader stamps every packet of a frame with its PTS. The first packet with the
+    // latest keyframe's PTS starts that keyframe, unless an earlier one of it was dropped.
+    if (state == kGateKeyframe && pts != GST_CLOCK_TIME_NONE && pts != g->dropped_pts &&
+        pts == g->impl->last_keyframe_pts.load(std::memory_order_acquire)) {
+      g->peer->store(kGateOpen, std::memory_order_release);
+      return GST_PAD_PROBE_OK;
+    }
+    g->dropped_pts = pts;
+    return GST_PAD_PROBE_DROP;
+  }
+
+  void add_gate(GstPad* sink, const PeerPtr& p, bool video) {
+    gst_pad_add_probe(sink, GstPadProbeType(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST), &Impl::gate,
+                      new Gate{p->gate, this, video}, [](gpointer d) { delete static_cast<Gate*>(d); });
   }
 
   // Drops every packet that takes the running count past the next multiple of 1/fraction.
@@ -464,19 +535,18 @@ struct Broadcaster::Impl : std::enable_shared_from_this<Broadcaster::Impl> {
     return gst_buffer_list_length(list) == 0 ? GST_PAD_PROBE_DROP : GST_PAD_PROBE_OK;
   }
 
-  static void add_loss(GstElement* queue, double fraction) {
-    GstPad* src = gst_element_get_static_pad(queue, "src");
-    gst_pad_add_probe(src, GstPadProbeType(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST),
+  static void add_loss(GstPad* pad, double fraction) {
+    gst_pad_add_probe(pad, GstPadProbeType(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST),
                       &Impl::thin_out, new Loss{fraction}, [](gpointer d) { delete static_cast<Loss*>(d); });
-    gst_object_unref(src);
   }
 
-  // queue -> a new sendonly transceiver's sink pad; the queue's sink becomes the bin's pad.
+  // A new sendonly transceiver's sink pad becomes the bin's pad (ghost_name), with the gate
+  // (and the simulated loss) on it. No queue of its own: its worker's thread pushes into it, and
+  // nothing there blocks once the gate is open (nicesink drops rather than waits).
   // NACK/RTX on video only: Chrome refuses an offer whose audio m-line has an RTX FID group.
-  static void add_sender(GstElement* bin, GstElement* webrtc, GstElement* queue, GstCaps* prefs,
-                         const char* ghost_name) {
-    gst_bin_add(GST_BIN(bin), queue);
-    GstPad* sink = gst_element_request_pad_simple(webrtc, "sink_%u");
+  void add_sender(const PeerPtr& p, GstCaps* prefs, const char* ghost_name) {
+    bool video = std::string_view(ghost_name) == "video";
+    GstPad* sink = gst_element_request_pad_simple(p->webrtc, "sink_%u");
     if (sink == nullptr) {
       gst_caps_unref(prefs);
       throw RuntimeError("webrtcbin refused a sink pad");
@@ -485,18 +555,14 @@ struct Broadcaster::Impl : std::enable_shared_from_this<Broadcaster::Impl> {
     g_object_get(sink, "transceiver", &trans, nullptr);
     if (trans != nullptr) {
       g_object_set(trans, "direction", GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDONLY, "codec-preferences",
-                   prefs, "do-nack", std::string_view(ghost_name) == "video" ? TRUE : FALSE, nullptr);
+                   prefs, "do-nack", video ? TRUE : FALSE, nullptr);
       gst_object_unref(trans);
     }
     gst_caps_unref(prefs);
-    GstPad* qsrc = gst_element_get_static_pad(queue, "src");
-    GstPadLinkReturn r = gst_pad_link(qsrc, sink);
-    gst_object_unref(qsrc);
+    add_gate(sink, p, video);
+    if (video && opts.simulate_loss > 0) add_loss(sink, opts.simulate_loss);
+    gst_element_add_pad(p->bin, gst_ghost_pad_new(ghost_name, sink));
     gst_object_unref(sink);
-    if (r != GST_PAD_LINK_OK) throw RuntimeError("cannot link a watcher queue to webrtcbin");
-    GstPad* qsink = gst_element_get_static_pad(queue, "sink");
-    gst_element_add_pad(bin, gst_ghost_pad_new(ghost_name, qsink));
-    gst_object_unref(qsink);
   }
 
   template <class F>
@@ -532,10 +598,8 @@ struct Broadcaster::Impl : std::enable_shared_from_this<Broadcaster::Impl> {
     p->bin = gst_bin_new(("peer" + n).c_str());
     p->webrtc = make_webrtcbin(opts.ice, "webrtc" + n);
     gst_bin_add(GST_BIN(p->bin), p->webrtc);
-    GstElement* vq = make_branch_queue("vq" + n);
-    if (opts.simulate_loss > 0) add_loss(vq, opts.simulate_loss);
-    add_sender(p->bin, p->webrtc, vq, video_preferences(opts.video, video_ssrc), "video");
-    if (opts.audio) add_sender(p->bin, p->webrtc, make_branch_queue("aq" + n), audio_preferences(), "audio");
+    add_sender(p, video_preferences(opts.video, video_ssrc), "video");
+    if (opts.audio) add_sender(p, audio_preferences(), "audio");
     connect(p->webrtc, "on-negotiation-needed", &Impl::on_negotiation_needed, p);
     connect(p->webrtc, "on-ice-candidate", &Impl::on_ice_candidate, p);
     connect(p->webrtc, "notify::connection-state", &Impl::on_connection_state, p);
@@ -543,8 +607,10 @@ struct Broadcaster::Impl : std::enable_shared_from_this<Broadcaster::Impl> {
     peers[p->session] = p;
     if (!gst_element_sync_state_with_parent(p->bin)) throw RuntimeError("the watcher branch did not start");
     // Linked last, so no buffer reaches a webrtcbin before its transceivers are set up.
-    p->vtee_pad = link_tee(vtee, p->bin, "video");
-    if (opts.audio) p->atee_pad = link_tee(atee, p->bin, "audio");
+    std::size_t w = least_loaded_worker();
+    p->worker = w;
+    p->vtee_pad = link_tee(vtees[w], p->bin, "video");
+    if (opts.audio) p->atee_pad = link_tee(atees[w], p->bin, "audio");
   }
 
   static GstPad* link_tee(GstElement* tee, GstElement* bin, const char* ghost) {
@@ -560,17 +626,27 @@ struct Broadcaster::Impl : std::enable_shared_from_this<Broadcaster::Impl> {
     return tpad;
   }
 
+  std::size_t least_loaded_worker() const {
+    std::vector<int> load(vtees.size(), 0);
+    for (const auto& [s, p] : peers) {
+      if (p->vtee_pad != nullptr && p->worker < load.size()) ++load[p->worker];
+    }
+    return std::size_t(std::min_element(load.begin(), load.end()) - load.begin());
+  }
+
+  static void release_tee_pad(GstPad*& pad) {
+    if (pad == nullptr) return;
+    if (GstElement* tee = gst_pad_get_parent_element(pad)) {
+      gst_element_release_request_pad(tee, pad);
+      gst_object_unref(tee);
+    }
+    gst_object_unref(pad);
+    pad = nullptr;
+  }
+
   void release_tee_pads(Peer& p) {
-    if (p.vtee_pad != nullptr) {
-      gst_element_release_request_pad(vtee, p.vtee_pad);
-      gst_object_unref(p.vtee_pad);
-      p.vtee_pad = nullptr;
-    }
-    if (p.atee_pad != nullptr) {
-      gst_element_release_request_pad(atee, p.atee_pad);
-      gst_object_unref(p.atee_pad);
-      p.atee_pad = nullptr;
-    }
+    release_tee_pad(p.vtee_pad);
+    release_tee_pad(p.atee_pad);
   }
 
   void notify_session(const std::string& session, const std::string& state) {
@@ -678,6 +754,7 @@ struct Broadcaster::Impl : std::enable_shared_from_this<Broadcaster::Impl> {
     if (!p) return;
     if (state == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED && !p->connected) {
       p->connected = true;
+      p->gate->store(kGateKeyframe, std::memory_order_release);
       // A new watcher needs a keyframe now, not at the next periodic one.
       force_key_unit(true);
       notify_session(session, "connected");

@@ -1,5 +1,5 @@
 // media/broadcaster: the sending side of `p2pstream broadcast`. One capture and one encoder per
-// medium feed a tee; every watcher session gets its own queue -> webrtcbin branch, added and
+// medium feed a tee; every watcher session gets its own webrtcbin branch, added and
 // removed while the rest keeps streaming. Peers are reached only through a Signaller.
 #pragma once
 #include <glib.h>

@@ -104,6 +104,15 @@ GstElement* make_element(const char* factory, const char* name) {
   return e;
 }
 
+bool has_property(GstElement* e, const char* name) {
+  return g_object_class_find_property(G_OBJECT_GET_CLASS(e), name) != nullptr;
+}
+
+void unref_pad(GstPad*& pad) {
+  if (pad != nullptr) gst_object_unref(pad);
+  pad = nullptr;
+}
+
 void link_elements(GstElement* a, GstElement* b) {
   if (!gst_element_link(a, b)) {
     throw RuntimeError(std::string("cannot link GStreamer elements ") + GST_ELEMENT_NAME(a) +
@@ -175,6 +184,13 @@ void set_null_with_watchdog(GstElement* element, unsigned timeout_ms) {
 void warm_dtls_certificate() {
   ensure_gst_init();
   if (GstElement* e = gst_element_factory_make("dtlsdec", nullptr)) gst_object_unref(gst_object_ref_sink(e));
+}
+
+void preload_decoders() {
+  ensure_gst_init();
+  for (const char* f : {"avdec_h264", "h264parse", "rtph264depay", "vp8dec", "rtpvp8depay", "opusdec", "rtpopusdepay"}) {
+    if (GstElement* e = gst_element_factory_make(f, nullptr)) gst_object_unref(gst_object_ref_sink(e));
+  }
 }
 
 std::int64_t monotonic_us() {

@@ -52,6 +52,10 @@ using GstRef = std::unique_ptr<T, GstObjectUnref>;
 GstElement* make_element(const char* factory, const char* name = nullptr);
 // True when the element factory is installed.
 bool have_element(const char* factory);
+// True when the element has a property of that name (versions and plugins differ).
+bool has_property(GstElement* e, const char* name);
+// Drops our reference to a pad, if any, and forgets it.
+void unref_pad(GstPad*& pad);
 
 // Links or throws: an unchecked failed link means nothing flows and no error appears.
 void link_elements(GstElement* a, GstElement* b);
@@ -71,6 +75,9 @@ void set_null_with_watchdog(GstElement* element, unsigned timeout_ms);
 // machine) when the first one is created. Run this on a helper thread at start-up so the first
 // peer connection does not wait for it.
 void warm_dtls_certificate();
+// Loads the plugins of every depayloader and decoder a watcher may use (gst-libav's first use
+// costs about 70 ms), so the first frame does not wait for that on a streaming thread.
+void preload_decoders();
 
 // Microseconds of CLOCK_MONOTONIC (shared by all processes on the machine).
 std::int64_t monotonic_us();

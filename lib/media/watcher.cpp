@@ -1,6 +1,6 @@
 // media/watcher: the incoming webrtcbin and depayloaders live in one bin per parent (an Input);
-// they feed a video and an audio tee that outlive parents. The tees feed our own playback (decode,
-// record, or nothing) and one RelayBranch per child. Signalling, stats and relay children run on
+// they feed a video and an audio tee that outlive parents. The tees feed our own playback (a
+// LocalOutput: decode, record, or nothing) and one RelayBranch per child. Signalling, stats and relay children run on
 // the main context; playback branches are built on the streaming thread that announces the pad,
 // so no packet waits for the main loop.
 #include "media/watcher.hpp"
@@ -9,7 +9,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <deque>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -19,6 +18,7 @@
 #include <vector>
 
 #include "media/gst_util.hpp"
+#include "media/local_output.hpp"
 #include "media/relay_branch.hpp"
 #include "media/relay_keyframes.hpp"
 #include "media/webrtc_util.hpp"
@@ -33,26 +33,11 @@ constexpr unsigned kNackMinLatencyMs = 50;
 constexpr unsigned kMuxWaitMs = 5000;  // how long a recording waits for a track that never comes
 // Keyframe requests to our parent at most this often; the broadcaster holds its own at 500 ms.
 constexpr std::int64_t kKeyframeGapUs = 300 * 1000;
+// Marks the keyframe requests that already passed the gate, so the depayloader's probe lets them by.
+constexpr const char* kGatedField = "p2p-gated";
 // Candidates for sessions whose offer has not come yet: bounded, the peer may be hostile.
 constexpr std::size_t kEarlyIceSessions = 8;
 constexpr std::size_t kEarlyIcePerSession = 200;
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-bool has_property(GstElement* e, const char* name) {
-  return g_object_class_find_property(G_OBJECT_GET_CLASS(e), name) != nullptr;
-}
-
-GstElement* sink_element(const char* factory, bool sync) {
-  GstElement* e = make_element(factory);
-  // Added while the pipeline plays: an async sink would wait for a preroll that never comes.
-  if (has_property(e, "async")) g_object_set(e, "async", FALSE, nullptr);
-  if (has_property(e, "sync")) g_object_set(e, "sync", sync ? TRUE : FALSE, nullptr);
-  if (GST_IS_BIN(e)) g_object_set(e, "async-handling", TRUE, nullptr);
-  return e;
-}
 
 // Caps for the transceiver: the offer's codecs we can receive, in our order of preference.
 GstCaps* receive_preferences(const OfferedMedia& m) {
@@ -74,19 +59,8 @@ const char* depayloader(const std::string& codec) {
   return nullptr;
 }
 
-const char* decoder(const std::string& codec) {
-  if (codec == "VP8") return "vp8dec";
-  if (codec == "H264") return "avdec_h264";  // openh264dec cannot decode x264's output
-  return "vp9dec";
-}
-
 bool is_inside(GstObject* obj, GstElement* bin) {
   return bin != nullptr && obj != nullptr && (obj == GST_OBJECT(bin) || gst_object_has_as_ancestor(obj, GST_OBJECT(bin)));
-}
-
-void unref_pad(GstPad*& pad) {
-  if (pad != nullptr) gst_object_unref(pad);
-  pad = nullptr;
 }
 
 void add_totals(RtpTotals& into, const RtpTotals& t) {
@@ -149,7 +123,7 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
   std::set<std::string> retired_sessions;
   std::map<std::string, std::vector<std::pair<std::string, unsigned>>> early_ice;
   std::string answer_text;
-  std::thread warmer;
+  std::thread warmer, preloader;
 
   // Relay trees.
   bool tree_mode = false;  // the server places us (placement seen)
@@ -164,16 +138,9 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
   // Touched on streaming threads: guarded by mutex or atomic.
   std::mutex mutex;
   std::string video_codec;  // of the tee: fixed by the first video track
-  bool local_video_built = false;
-  bool local_audio_built = false;
-  GstElement* mux = nullptr;
-  GstPad* mux_video = nullptr;
-  GstPad* mux_audio = nullptr;
-  std::atomic<std::uint64_t> frames{0}, audio_bufs{0}, forwarded{0};
-  std::atomic<std::int64_t> first_frame_us{-1};
-  std::deque<std::pair<GstClockTime, std::int64_t>> in_decoder;  // pts -> when it went in
-  double decode_sum_ms = 0;
-  std::uint64_t decode_count = 0;
+  std::atomic<std::uint64_t> forwarded{0};
+  LocalOutput output{opts};  // our own playback, recording or counting
+  bool recording_prepared = false;  // main context
 
   Timer stats_timer;
   Timer mux_timer;
@@ -200,6 +167,7 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
 
   ~Impl() {
     if (warmer.joinable()) warmer.join();
+    if (preloader.joinable()) preloader.join();
   }
 
   static void post_to(const std::weak_ptr<Impl>& weak, GMainContext* ctx, std::function<void(Impl&)> fn) {
@@ -215,6 +183,7 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
     started = true;
     start_us = tick_us = monotonic_us();
     warmer = std::thread(warm_dtls_certificate);
+    preloader = std::thread(preload_decoders);  // beside the key generation, not after it
     build_pipeline();
     std::weak_ptr<Impl> weak = weak_from_this();
     stats_timer = Timer(ctx, opts.stats_interval_ms, [weak] {
@@ -256,8 +225,11 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
       g_object_set(t, "allow-not-linked", TRUE, nullptr);
       gst_bin_add(GST_BIN(pipeline), t);
     }
-    add_probe(vtee, "sink", &Impl::into_video_tee);
-    add_probe(atee, "sink", &Impl::into_audio_tee);
+    for (auto [tee, cb] : {std::pair{vtee, &Impl::into_video_tee}, std::pair{atee, &Impl::into_audio_tee}}) {
+      GstPad* pad = gst_element_get_static_pad(tee, "sink");
+      gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, cb, this, nullptr);
+      gst_object_unref(pad);
+    }
     GstBus* bus = gst_pipeline_get_bus(GST_PIPELINE(pipeline));
     bus_source = gst_bus_create_watch(bus);
     g_source_set_callback(bus_source, G_SOURCE_FUNC(&Impl::bus_message), this, nullptr);
@@ -266,6 +238,7 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
   }
 
   void stop() {
+    if (started && !finished) tick();  // the last figures, so a script's last line has the final counts
     if (started && !finished && input) sig.end_session(input->session);
     if (started) sig.stop();
     finished = true;
@@ -288,9 +261,7 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
       set_null_with_watchdog(pipeline, opts.shutdown_timeout_ms);
       {
         std::lock_guard lock(mutex);
-        unref_pad(mux_video);
-        unref_pad(mux_audio);
-        mux = nullptr;
+        output.forget();
         input.reset();
         current_serial = 0;
       }
@@ -300,6 +271,7 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
       vtee = atee = nullptr;
     }
     if (warmer.joinable()) warmer.join();
+    if (preloader.joinable()) preloader.join();
   }
 
   // Ends watching once: stops everything, then tells the owner why.
@@ -356,12 +328,18 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
     current.parent = parent;
     current.depth = depth;
     if (!input) return;
+    g_object_set(input->webrtc, "latency", jitter_latency_ms(), nullptr);
     if (input->awaiting_placement) {
       input->awaiting_placement = false;  // the offer that came first was from this parent
     } else if (moved) {
       retire_input();  // the old parent is gone; its offer-less successor is on its way
     }
   }
+
+  // A relay releases what it held while it waited for a retransmission all at once, up to its own
+  // latency late, so each level down needs that much more room before it calls a packet lost. In
+  // order, packets pass the jitter buffer at once whatever its latency; only gaps wait.
+  unsigned jitter_latency_ms() const { return opts.latency_ms * std::max(1u, current.depth); }
 
   void remote_sdp(const std::string& session, const Sdp& sdp) {
     if (finished) return;
@@ -394,7 +372,13 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
       try {
         create_input(session, media);
         input->awaiting_placement = before_placement;
-        if (opts.sink == WatchSink::record && mux == nullptr) create_muxer(media);
+        if (!recording_prepared) {
+          recording_prepared = true;
+          auto has = [&](const char* kind) {
+            return std::any_of(media.begin(), media.end(), [&](const OfferedMedia& m) { return m.kind == kind && m.receivable; });
+          };
+          output.prepare_recording(pipeline, has("video"), has("audio"));
+        }
       } catch (const Error& e) {
         finish(WatchEnd::error, e.what());
         return;
@@ -475,7 +459,7 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
     in->bin = gst_bin_new(("in" + n).c_str());
     gst_object_ref_sink(in->bin);
     in->webrtc = make_webrtcbin(opts.ice, "webrtc" + n);
-    g_object_set(in->webrtc, "latency", opts.latency_ms, nullptr);
+    g_object_set(in->webrtc, "latency", jitter_latency_ms(), nullptr);
     gst_bin_add(GST_BIN(in->bin), in->webrtc);
     connect(in, "on-new-transceiver", &Impl::on_new_transceiver);
     connect(in, "pad-added", &Impl::on_pad_added);
@@ -540,28 +524,6 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
   void connect(const InputPtr& in, const char* signal, F handler) {
     g_signal_connect_data(in->webrtc, signal, G_CALLBACK(handler), new Tag{weak_from_this(), in},
                           [](gpointer d, GClosure*) { delete static_cast<Tag*>(d); }, GConnectFlags(0));
-  }
-
-  // Recording: the mux wants every track's pad before it starts, so request them now from
-  // what the offer announces; a track that never arrives is released after kMuxWaitMs.
-  void create_muxer(const std::vector<OfferedMedia>& media) {
-    bool webm = ends_with(opts.output, ".webm");
-    auto has = [&](const char* kind) {
-      return std::any_of(media.begin(), media.end(),
-                         [&](const OfferedMedia& m) { return m.kind == kind && m.receivable; });
-    };
-    GstElement* m = make_element(webm ? "webmmux" : "matroskamux", "mux");
-    g_object_set(m, "streamable", TRUE, nullptr);
-    GstElement* file = sink_element("filesink", false);
-    g_object_set(file, "location", opts.output.c_str(), nullptr);
-    gst_bin_add_many(GST_BIN(pipeline), m, file, nullptr);
-    link_elements(m, file);
-    std::lock_guard lock(mutex);
-    mux = m;
-    if (has("video")) mux_video = gst_element_request_pad_simple(m, "video_%u");
-    if (has("audio") && opts.audio) mux_audio = gst_element_request_pad_simple(m, "audio_%u");
-    gst_element_sync_state_with_parent(file);
-    gst_element_sync_state_with_parent(m);
   }
 
   InputPtr current_input(unsigned serial) const {
@@ -695,12 +657,6 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
 
   // ---- branches (streaming thread) ----
 
-  // Elements to add and link in order; a recording chain ends in a queue that feeds mux_pad.
-  struct Chain {
-    std::vector<GstElement*> elements;
-    GstPad* mux_pad = nullptr;
-  };
-
   // A new track from the parent: depayload it into the tee (building our own playback branch
   // behind the tee the first time), or drain it when we do not want it.
   void attach(Input& in, GstPad* pad) {
@@ -717,26 +673,21 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
         (video_codec.empty() || video_codec == codec)) {
       in.video_linked = true;
       if (video_codec.empty()) video_codec = codec;
-      if (!local_video_built) {
-        local_video_built = true;
-        link_from_tee(vtee, local_video_chain(codec));
-      }
+      if (output.build_video(pipeline, vtee, codec)) arm_mux_timer_soon();
       auto chain = video_input_chain(codec);
       link_input(in, pad, chain, vtee, in.video_out);
       unref_pad(in.video_in);
       in.video_in = gst_element_get_static_pad(chain.front(), "sink");
+      gst_pad_add_probe(in.video_in, GST_PAD_PROBE_TYPE_EVENT_UPSTREAM, &Impl::depay_keyframe_request, this, nullptr);
       unsigned serial = in.serial;
       post_to(weak_from_this(), ctx, [serial](Impl& self) { self.video_arrived(serial); });
     } else if (media == "audio" && !in.audio_linked && opts.audio && codec == "OPUS") {
       in.audio_linked = true;
-      if (!local_audio_built) {
-        local_audio_built = true;
-        link_from_tee(atee, local_audio_chain());
-      }
+      if (output.build_audio(pipeline, atee)) arm_mux_timer_soon();
       link_input(in, pad, {make_element("rtpopusdepay")}, atee, in.audio_out);
     } else {
       // Extra tracks: drain them, block nothing.
-      GstElement* sink = sink_element("fakesink", false);
+      GstElement* sink = live_sink("fakesink", false);
       gst_bin_add(GST_BIN(in.bin), sink);
       gst_element_sync_state_with_parent(sink);
       GstPad* sp = gst_element_get_static_pad(sink, "sink");
@@ -800,184 +751,32 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
     }
   }
 
-  // Our own playback behind the video tee; none when we only count (and maybe relay).
-  Chain local_video_chain(const std::string& codec) {
-    Chain chain;
-    if (!opts.decode) return chain;
-    auto& c = chain.elements;
-    c.push_back(make_element("queue"));  // every tee branch needs its own thread
-    if (opts.sink == WatchSink::record) {
-      add_probe(c.back(), "src", &Impl::count_video);
-      if (codec == "H264") c.push_back(make_element("h264parse"));
-      if (mux_video == nullptr) c.push_back(sink_element("fakesink", false));
-      chain.mux_pad = mux_video;
-      return chain;
-    }
-    if (codec == "H264") c.push_back(make_element("h264parse"));
-    GstElement* dec = make_element(decoder(codec));
-    add_probe(dec, "sink", &Impl::into_decoder);
-    add_probe(dec, "src", &Impl::out_of_decoder);
-    c.push_back(dec);
-    switch (opts.sink) {
-      case WatchSink::null:
-      case WatchSink::record:
-        c.push_back(sink_element("fakesink", false));
-        break;
-      case WatchSink::ascii: {
-        c.push_back(make_element("queue"));
-        c.push_back(make_element("videoconvert"));
-        GstElement* aa = sink_element("aasink", true);
-        g_object_set(aa, "driver", 4 /* stdout */, nullptr);
-        c.push_back(aa);
-        break;
-      }
-      case WatchSink::display:
-        c.push_back(make_element("queue"));
-        c.push_back(make_element("videoconvert"));
-        c.push_back(sink_element("autovideosink", true));
-        break;
-    }
-    return chain;
-  }
-
-  Chain local_audio_chain() {
-    Chain chain;
-    if (!opts.decode) return chain;
-    auto& c = chain.elements;
-    c.push_back(make_element("queue"));
-    if (opts.sink == WatchSink::record) {
-      add_probe(c.back(), "src", &Impl::count_audio);
-      c.push_back(make_element("opusparse"));
-      if (mux_audio == nullptr) c.push_back(sink_element("fakesink", false));
-      chain.mux_pad = mux_audio;
-      return chain;
-    }
-    GstElement* dec = make_element("opusdec");
-    add_probe(dec, "src", &Impl::count_audio);
-    c.push_back(dec);
-    if (opts.sink == WatchSink::display) {
-      c.push_back(make_element("queue"));
-      c.push_back(make_element("audioconvert"));
-      c.push_back(make_element("audioresample"));
-      c.push_back(sink_element("autoaudiosink", true));
-    } else {
-      c.push_back(sink_element("fakesink", false));
-    }
-    return chain;
-  }
-
-  void add_probe(GstElement* e, const char* pad_name, GstPadProbeCallback cb) {
-    GstPad* pad = gst_element_get_static_pad(e, pad_name);
-    gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, cb, this, nullptr);
-    gst_object_unref(pad);
-  }
-
-  // Adds and links the chain (and its muxer pad), starts it downstream first, then links a new
-  // tee pad into it.
-  void link_from_tee(GstElement* tee, const Chain& chain) {
-    const auto& c = chain.elements;
-    if (c.empty()) return;
-    for (GstElement* e : c) gst_bin_add(GST_BIN(pipeline), e);
-    for (std::size_t i = 0; i + 1 < c.size(); ++i) link_elements(c[i], c[i + 1]);
-    if (chain.mux_pad != nullptr) link_to_mux(c.back(), chain.mux_pad);
-    for (auto it = c.rbegin(); it != c.rend(); ++it) gst_element_sync_state_with_parent(*it);
-    GstPad* tpad = gst_element_request_pad_simple(tee, "src_%u");
-    GstPad* sink = gst_element_get_static_pad(c.front(), "sink");
-    GstPadLinkReturn r = gst_pad_link(tpad, sink);
-    gst_object_unref(sink);
-    gst_object_unref(tpad);
-    if (r != GST_PAD_LINK_OK) {
-      throw RuntimeError(std::string("cannot link the received stream: ") + gst_pad_link_get_name(r));
-    }
-  }
-
-  void link_to_mux(GstElement* last, GstPad* target) {
-    GstPad* out = gst_element_get_static_pad(last, "src");
-    GstPadLinkReturn r = gst_pad_link(out, target);
-    gst_object_unref(out);
-    if (r != GST_PAD_LINK_OK) {
-      throw RuntimeError(std::string("cannot record this stream into ") + opts.output + " (" +
-                         gst_pad_link_get_name(r) + "); H.264 needs a .mkv file");
-    }
-    std::weak_ptr<Impl> weak = weak_from_this();
-    post_to(weak, ctx, [](Impl& self) { self.arm_mux_timer(); });
-  }
-
   // ---- probes (streaming threads) ----
 
   static GstPadProbeReturn into_video_tee(GstPad*, GstPadProbeInfo*, gpointer d) {
     auto* self = static_cast<Impl*>(d);
     self->forwarded.fetch_add(1, std::memory_order_relaxed);
-    if (!self->opts.decode) self->frame_out();
+    if (!self->opts.decode) self->output.count_undecoded_frame();
     return GST_PAD_PROBE_OK;
   }
 
   static GstPadProbeReturn into_audio_tee(GstPad*, GstPadProbeInfo*, gpointer d) {
     auto* self = static_cast<Impl*>(d);
-    if (!self->opts.decode) self->audio_bufs.fetch_add(1, std::memory_order_relaxed);
+    if (!self->opts.decode) self->output.count_undecoded_audio();
     return GST_PAD_PROBE_OK;
   }
 
-  static GstPadProbeReturn count_video(GstPad*, GstPadProbeInfo*, gpointer d) {
-    static_cast<Impl*>(d)->frame_out();
-    return GST_PAD_PROBE_OK;
-  }
-
-  static GstPadProbeReturn count_audio(GstPad*, GstPadProbeInfo*, gpointer d) {
-    static_cast<Impl*>(d)->audio_bufs.fetch_add(1, std::memory_order_relaxed);
-    return GST_PAD_PROBE_OK;
-  }
-
-  void frame_out() {
-    if (frames.fetch_add(1, std::memory_order_relaxed) == 0) {
-      std::int64_t expected = -1;
-      first_frame_us.compare_exchange_strong(expected, monotonic_us());
-    }
-  }
-
-  static GstPadProbeReturn into_decoder(GstPad*, GstPadProbeInfo* info, gpointer d) {
+  // The depayloader asks for a keyframe on every packet it drops while it waits for one; each
+  // ask becomes an early RTCP packet that crowds out NACKs. Its asks go through our gate instead,
+  // which re-sends while they keep coming, so a lost request is repeated.
+  static GstPadProbeReturn depay_keyframe_request(GstPad*, GstPadProbeInfo* info, gpointer d) {
+    GstEvent* e = GST_PAD_PROBE_INFO_EVENT(info);
+    if (!gst_video_event_is_force_key_unit(e)) return GST_PAD_PROBE_OK;
+    const GstStructure* s = gst_event_get_structure(e);
+    if (s != nullptr && gst_structure_has_field(s, kGatedField)) return GST_PAD_PROBE_OK;  // ours
     auto* self = static_cast<Impl*>(d);
-    GstClockTime pts = GST_BUFFER_PTS(GST_PAD_PROBE_INFO_BUFFER(info));
-    if (!GST_CLOCK_TIME_IS_VALID(pts)) return GST_PAD_PROBE_OK;
-    std::lock_guard lock(self->mutex);
-    self->in_decoder.emplace_back(pts, monotonic_us());
-    while (self->in_decoder.size() > 64) self->in_decoder.pop_front();  // frames the decoder dropped
-    return GST_PAD_PROBE_OK;
-  }
-
-  static GstPadProbeReturn out_of_decoder(GstPad* pad, GstPadProbeInfo* info, gpointer d) {
-    auto* self = static_cast<Impl*>(d);
-    GstBuffer* buf = GST_PAD_PROBE_INFO_BUFFER(info);
-    GstClockTime pts = GST_BUFFER_PTS(buf);
-    std::int64_t now = monotonic_us();
-    {
-      std::lock_guard lock(self->mutex);
-      auto& q = self->in_decoder;
-      auto it = std::find_if(q.begin(), q.end(), [&](const auto& e) { return e.first == pts; });
-      if (it != q.end()) {
-        self->decode_sum_ms += double(now - it->second) / 1000.0;
-        ++self->decode_count;
-        q.erase(q.begin(), it + 1);
-      }
-    }
-    self->frame_out();
-    if (self->opts.on_video_frame) self->deliver_frame(pad, buf);
-    return GST_PAD_PROBE_OK;
-  }
-
-  void deliver_frame(GstPad* pad, GstBuffer* buf) {
-    GstCaps* caps = gst_pad_get_current_caps(pad);
-    if (caps == nullptr) return;
-    GstVideoInfo info;
-    bool ok = gst_video_info_from_caps(&info, caps);
-    gst_caps_unref(caps);
-    GstVideoFrame frame;
-    if (!ok || !gst_video_frame_map(&frame, &info, buf, GST_MAP_READ)) return;
-    RawFrame raw{static_cast<std::uint8_t*>(GST_VIDEO_FRAME_PLANE_DATA(&frame, 0)),
-                 GST_VIDEO_FRAME_PLANE_STRIDE(&frame, 0), GST_VIDEO_FRAME_WIDTH(&frame),
-                 GST_VIDEO_FRAME_HEIGHT(&frame)};
-    opts.on_video_frame(raw);
-    gst_video_frame_unmap(&frame);
+    post_to(self->weak_from_this(), self->ctx, [](Impl& impl) { impl.request_keyframe(); });
+    return GST_PAD_PROBE_DROP;
   }
 
   // ---- relay children (main context) ----
@@ -1057,8 +856,9 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
     children.erase(it);
   }
 
-  // The first video from an input: now we know what we relay; ask the (new) parent for a
-  // keyframe so our playback and our children start or resume at once.
+  // The first video from an input: now we know what we relay, so waiting children can join. No
+  // keyframe request here: a parent sends one to each child that connects (the broadcaster
+  // forces it, a relay asks its own parent), and the depayloader asks if it has to wait.
   void video_arrived(unsigned serial) {
     InputPtr in = current_input(serial);
     if (finished || !in) return;
@@ -1070,7 +870,6 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
     auto waiting = std::move(pending_children);
     pending_children.clear();
     for (const auto& s : waiting) add_child(s);
-    request_keyframe();
   }
 
   void request_keyframe() {
@@ -1098,30 +897,29 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
       if (input && input->video_in != nullptr) pad = GST_PAD(gst_object_ref(input->video_in));
     }
     if (pad == nullptr) return;
-    gst_pad_push_event(pad, gst_video_event_new_upstream_force_key_unit(GST_CLOCK_TIME_NONE, TRUE, 0));
+    // all-headers FALSE makes rtpsession send a PLI: a FIR would repeat its sequence number
+    // (the count never changes), and senders such as Chrome ignore a repeated FIR.
+    GstEvent* e = gst_video_event_new_upstream_force_key_unit(GST_CLOCK_TIME_NONE, FALSE, 0);
+    gst_structure_set(gst_event_writable_structure(e), kGatedField, G_TYPE_BOOLEAN, TRUE, nullptr);
+    gst_pad_push_event(pad, e);
     gst_object_unref(pad);
     keyframes_sent.fetch_add(1, std::memory_order_relaxed);
   }
 
   // ---- recording: give up on tracks that never came ----
 
+  // Any thread: the recording got its first track; give the others kMuxWaitMs.
+  void arm_mux_timer_soon() {
+    post_to(weak_from_this(), ctx, [](Impl& self) { self.arm_mux_timer(); });
+  }
+
   void arm_mux_timer() {
     if (mux_timer.active() || finished) return;
     std::weak_ptr<Impl> weak = weak_from_this();
     mux_timer = Timer(ctx, kMuxWaitMs, [weak] {
-      if (auto self = weak.lock()) self->release_unused_mux_pads();
+      if (auto self = weak.lock()) self->output.release_unused_tracks();
       return false;
     });
-  }
-
-  void release_unused_mux_pads() {
-    std::lock_guard lock(mutex);
-    for (GstPad** pad : {&mux_video, &mux_audio}) {
-      if (*pad == nullptr || mux == nullptr || gst_pad_is_linked(*pad)) continue;
-      gst_element_release_request_pad(mux, *pad);
-      gst_object_unref(*pad);
-      *pad = nullptr;
-    }
   }
 
   // ---- stats ----
@@ -1130,24 +928,22 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
     if (finished) return;
     std::int64_t now = monotonic_us();
     double dt = std::max(1e-3, (now - tick_us) / 1e6);
-    std::uint64_t f = frames.load();
+    std::uint64_t f = output.frames();
     WatchStats s = current;
     s.elapsed_s = (now - start_us) / 1e6;
     s.fps = double(f - tick_frames) / dt;
     s.frames_decoded = opts.decode ? f : 0;
     s.frames_forwarded = forwarded.load();
-    s.audio_buffers = audio_bufs.load();
+    s.audio_buffers = output.audio_buffers();
     s.children = unsigned(children.size());
     tick_frames = f;
     tick_us = now;
     {
       std::lock_guard lock(mutex);
       s.video_codec = video_codec;
-      if (decode_count > 0) s.decode_latency_ms = decode_sum_ms / double(decode_count);
-      decode_sum_ms = 0;
-      decode_count = 0;
+      s.decode_latency_ms = output.take_decode_latency_ms();
     }
-    std::int64_t first = first_frame_us.load();
+    std::int64_t first = output.first_frame_us();
     if (first >= 0) {
       s.first_frame_ms = double(first - start_us) / 1000.0;
       if (input) s.state = "playing";
@@ -1202,8 +998,8 @@ void Watcher::start() { impl_->start(); }
 void Watcher::stop() { impl_->stop(); }
 bool Watcher::ended() const { return impl_->finished; }
 WatchStats Watcher::stats() const { return impl_->current; }
-std::uint64_t Watcher::frames() const { return impl_->frames.load(); }
-std::uint64_t Watcher::audio_buffers() const { return impl_->audio_bufs.load(); }
+std::uint64_t Watcher::frames() const { return impl_->output.frames(); }
+std::uint64_t Watcher::audio_buffers() const { return impl_->output.audio_buffers(); }
 std::uint64_t Watcher::frames_forwarded() const { return impl_->forwarded.load(); }
 std::string Watcher::session() const { return impl_->input ? impl_->input->session : std::string(); }
 std::string Watcher::local_answer() const { return impl_->answer_text; }

@@ -11,8 +11,34 @@
 
 namespace p2p::media {
 
+namespace {
+
+// rtpsession stretches a feedback session's regular RTCP to 0.5-1.5 x rtcp-min-interval (5 s by
+// default), and between regular reports RFC 4585 allows one early packet per bandwidth interval.
+// A NACK that loses that slot to a keyframe request then waits seconds and is useless. Regular
+// reports every 50-150 ms keep NACKs and PLIs timely for the price of a few small packets.
+constexpr guint64 kRtcpMinIntervalNs = 100 * GST_MSECOND;
+
+void on_deep_element_added(GstBin*, GstBin*, GstElement* e, gpointer) {
+  GstElementFactory* f = gst_element_get_factory(e);
+  const gchar* name = f != nullptr ? gst_plugin_feature_get_name(GST_PLUGIN_FEATURE(f)) : nullptr;
+  if (g_strcmp0(name, "rtpsession") == 0) {
+    g_object_set(e, "rtcp-min-interval", kRtcpMinIntervalNs, nullptr);
+  } else if (g_strcmp0(name, "rtpjitterbuffer") == 0) {
+    // By default the jitter buffer guesses when the next packet is due and, past its latency,
+    // calls it lost even though no later packet has shown a gap. A busy sender, or a relay
+    // releasing what it held for a retransmission, is merely late: those packets would be
+    // thrown away and the decoder would wait for a keyframe. A real gap is still NACKed as soon
+    // as the packet after it arrives.
+    g_object_set(e, "rtx-next-seqnum", FALSE, nullptr);
+  }
+}
+
+}  // namespace
+
 GstElement* make_webrtcbin(const IceOptions& ice, const std::string& name) {
   GstElement* webrtc = make_element("webrtcbin", name.c_str());
+  g_signal_connect(webrtc, "deep-element-added", G_CALLBACK(on_deep_element_added), nullptr);
   g_object_set(webrtc, "bundle-policy", GST_WEBRTC_BUNDLE_POLICY_MAX_BUNDLE, nullptr);
   if (!ice.stun.empty()) g_object_set(webrtc, "stun-server", ice.stun.c_str(), nullptr);
   for (const auto& turn : ice.turn) {

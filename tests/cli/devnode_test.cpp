@@ -24,7 +24,7 @@
 #include <thread>
 
 #include "gear_rpc/extrinsic.hpp"
-#include "harness.hpp"
+#include "fixtures.hpp"
 #include "keys/ed25519.hpp"
 #include "ledger/ledger.hpp"
 #include "metadata/metadata.hpp"
@@ -66,93 +66,11 @@ bool read_some(int fd, std::string& buf, Clock::time_point deadline) {
   return true;
 }
 
-// `p2pstream devnode` in the background, in a private home; SIGTERM on destruction.
-class Devnode {
- public:
-  explicit Devnode(std::vector<std::string> extra = {"--listen", "127.0.0.1:0", "--block-time", "100ms"}) {
-    std::vector<std::string> args = {P2PSTREAM_BIN, "devnode"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    std::vector<std::string> env_strs = {"HOME=" + home_.dir().string(),
-                                         "XDG_DATA_HOME=" + (home_.dir() / "data").string(),
-                                         "XDG_CONFIG_HOME=" + (home_.dir() / "config").string(), "TZ=UTC",
-                                         "NO_COLOR=1", "PATH=/usr/bin:/bin"};
-    std::vector<char*> argv, envp;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    for (auto& e : env_strs) envp.push_back(e.data());
-    envp.push_back(nullptr);
-    int out[2];
-    if (::pipe2(out, O_CLOEXEC)) throw std::runtime_error("pipe");
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    std::string err_path = (home_.dir() / "stderr.txt").string();
-    posix_spawn_file_actions_addopen(&fa, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int rc = posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), envp.data());
-    posix_spawn_file_actions_destroy(&fa);
-    ::close(out[1]);
-    out_ = out[0];
-    if (rc != 0) throw std::runtime_error("posix_spawn failed");
-  }
-  ~Devnode() {
-    stop();
-    if (out_ >= 0) ::close(out_);
-  }
-
-  // The first n stdout lines (the URL, then the program id).
-  std::vector<std::string> lines(std::size_t n) {
-    auto deadline = Clock::now() + kTimeout;
-    while (std::count(stdout_.begin(), stdout_.end(), '\n') < static_cast<long>(n))
-      if (!read_some(out_, stdout_, deadline)) break;
-    std::vector<std::string> out;
-    std::size_t pos = 0;
-    while (out.size() < n) {
-      auto nl = stdout_.find('\n', pos);
-      if (nl == std::string::npos) break;
-      out.push_back(stdout_.substr(pos, nl - pos));
-      pos = nl + 1;
-    }
-    return out;
-  }
-  std::uint16_t port() {
-    auto l = lines(1);
-    const std::string prefix = "listening on http://127.0.0.1:";
-    if (l.empty() || l[0].rfind(prefix, 0) != 0) {
-      ADD_FAILURE() << "first line: " << (l.empty() ? "<none>" : l[0]) << "\nstderr: " << stderr_text();
-      return 0;
-    }
-    return static_cast<std::uint16_t>(std::stoi(l[0].substr(prefix.size())));
-  }
-  // Sends SIGTERM and returns the exit status (-1 when it had to be killed).
-  int stop() {
-    if (pid_ <= 0) return exit_;
-    ::kill(pid_, SIGTERM);
-    auto deadline = Clock::now() + kTimeout;
-    int status = 0;
-    while (::waitpid(pid_, &status, WNOHANG) == 0) {
-      if (Clock::now() > deadline) {
-        ::kill(pid_, SIGKILL);
-        ::waitpid(pid_, &status, 0);
-        pid_ = 0;
-        return exit_ = -1;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    pid_ = 0;
-    return exit_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-  std::string stderr_text() const {
-    std::ifstream in(home_.dir() / "stderr.txt");
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  }
-  const p2p::test::Home& home() const { return home_; }
-
- private:
-  p2p::test::Home home_;
-  pid_t pid_ = 0;
-  int out_ = -1;
-  int exit_ = 0;
-  std::string stdout_;
+// A devnode in its own private home.
+struct Devnode {
+  p2p::test::Home h;
+  p2p::test::DevnodeServer server{h};
+  std::uint16_t port() const { return server.port(); }
 };
 
 int connect_to(std::uint16_t port) {
@@ -357,13 +275,11 @@ std::pair<std::string, std::size_t> wait_for_inclusion(std::uint16_t port, const
 
 TEST(CliDevnode, PrintsItsUrlAndProgramAndStopsOnSigterm) {
   Devnode node;
-  auto l = node.lines(2);
-  ASSERT_EQ(l.size(), 2u) << node.stderr_text();
-  EXPECT_EQ(l[0].rfind("listening on http://127.0.0.1:", 0), 0u) << l[0];
-  EXPECT_EQ(l[1], "program " + p2p::to_hex(p2p::ledger::Ledger::program_id()));
-  EXPECT_NE(node.port(), 0);
-  EXPECT_EQ(node.stop(), 0);
-  EXPECT_NE(node.stderr_text().find("devnode stopped at block #"), std::string::npos) << node.stderr_text();
+  ASSERT_NE(node.port(), 0) << node.server.p.both();
+  EXPECT_EQ(node.server.http.rfind("http://127.0.0.1:", 0), 0u) << node.server.http;
+  EXPECT_EQ(node.server.program, p2p::to_hex(p2p::ledger::Ledger::program_id()));
+  EXPECT_EQ(node.server.p.stop(), 0);
+  EXPECT_NE(node.server.p.err().find("devnode stopped at block #"), std::string::npos) << node.server.p.err();
 }
 
 TEST(CliDevnode, RefusesBadFlags) {
@@ -416,7 +332,7 @@ TEST(CliDevnode, SubmittedMessageIsIncludedWithDecodableEvents) {
   Devnode node;
   std::uint16_t port = node.port();
   ASSERT_NE(port, 0);
-  std::string program = node.lines(2).at(1).substr(std::string("program ").size());
+  std::string program = node.server.program;
   auto k = test_key(1);
   std::string xt = signed_edit_profile(port, k, program, "Alice");
   std::string hash = result(port, "author_submitExtrinsic", {xt});
@@ -468,7 +384,7 @@ TEST(CliDevnode, WebSocketWatchAndSubscriptions) {
   Devnode node;
   std::uint16_t port = node.port();
   ASSERT_NE(port, 0);
-  std::string program = node.lines(2).at(1).substr(std::string("program ").size());
+  std::string program = node.server.program;
   WebSocket ws(port);
   ASSERT_TRUE(ws.upgraded());
 

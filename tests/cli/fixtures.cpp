@@ -63,7 +63,7 @@ std::string World::schedule(const std::string& start, const std::string& duratio
   return trim(h.ok({"schedule", "--title", "Test stream", "--start", start, "--duration", duration, "--account", "alice"}));
 }
 
-std::map<std::string, std::string> World::env() const {
+std::map<std::string, std::string> home_env(const Home& h) {
   return {{"HOME", h.dir().string()},
           {"XDG_CONFIG_HOME", (h.dir() / "config").string()},
           {"XDG_DATA_HOME", (h.dir() / "data").string()},
@@ -74,11 +74,11 @@ std::map<std::string, std::string> World::env() const {
           {"GST_REGISTRY", (fs::path(P2PSTREAM_BIN).parent_path().parent_path() / "gst-registry-tests.bin").string()}};
 }
 
-Proc::Proc(const World& w, const std::string& name, std::vector<std::string> args, const std::string& program,
+Proc::Proc(const Home& h, const std::string& name, std::vector<std::string> args, const std::string& program,
            const std::map<std::string, std::string>& extra_env)
-    : out_(w.h.dir() / (name + ".out")), err_(w.h.dir() / (name + ".err")) {
+    : out_(h.dir() / (name + ".out")), err_(h.dir() / (name + ".err")) {
   args.insert(args.begin(), program);
-  auto env = w.env();
+  auto env = home_env(h);
   for (const auto& [k, v] : extra_env) env[k] = v;
   std::vector<std::string> envs;
   for (const auto& [k, v] : env) envs.push_back(k + "=" + v);
@@ -167,6 +167,43 @@ long long Proc::last(const char* key) const {
   for (auto it = v.rbegin(); it != v.rend(); ++it)
     if (it->contains(key) && (*it)[key].is_number()) return (*it)[key].get<long long>();
   return -1;
+}
+
+std::optional<std::string> Proc::next_line(std::chrono::milliseconds within) {
+  auto end = std::chrono::steady_clock::now() + within;
+  for (;;) {
+    std::string o = out();
+    if (auto nl = o.find('\n', lines_read_); nl != std::string::npos) {
+      std::string line = o.substr(lines_read_, nl - lines_read_);
+      lines_read_ = nl + 1;
+      return line;
+    }
+    if (std::chrono::steady_clock::now() > end || (!running() && o.find('\n', lines_read_) == std::string::npos)) {
+      return std::nullopt;
+    }
+    std::this_thread::sleep_for(20ms);
+  }
+}
+
+DevnodeServer::DevnodeServer(const Home& h, const std::vector<std::string>& extra)
+    : p(h, "devnode", [&] {
+        std::vector<std::string> a = {"devnode", "--listen", "127.0.0.1:0"};
+        a.insert(a.end(), extra.begin(), extra.end());
+        return a;
+      }()) {
+  auto first = p.next_line(20s);
+  auto second = first ? p.next_line(5s) : std::nullopt;
+  const std::string listening = "listening on ", prog = "program ";
+  if (!first || !second || first->rfind(listening, 0) != 0 || second->rfind(prog, 0) != 0) return;
+  http = first->substr(listening.size());
+  ws = "ws" + http.substr(4);
+  program = second->substr(prog.size());
+}
+
+DevnodeServer::~DevnodeServer() { p.stop(); }
+
+std::uint16_t DevnodeServer::port() const {
+  return http.empty() ? 0 : static_cast<std::uint16_t>(std::stoi(http.substr(http.rfind(':') + 1)));
 }
 
 SignalServer::SignalServer(const World& w, const std::vector<std::string>& extra)

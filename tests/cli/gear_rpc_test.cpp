@@ -23,7 +23,7 @@
 #include <regex>
 #include <thread>
 
-#include "harness.hpp"
+#include "fixtures.hpp"
 #include "w3b/messages.hpp"
 
 using nlohmann::json;
@@ -34,11 +34,6 @@ using namespace std::chrono_literals;
 namespace {
 
 const std::string kMetadataFile = std::string(P2P_SOURCE_DIR) + "/data/vara_runtime.scale";
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
 
 std::string hex_of(const std::string& bytes) {
   static const char* d = "0123456789abcdef";
@@ -53,94 +48,16 @@ std::string hex_of(const std::string& bytes) {
 // ---------------------------------------------------------------------------------------------
 // A p2pstream process that keeps running (the devnode, events --follow), with its stdout readable line by line.
 
-class Process {
- public:
-  Process(const Home& h, const std::vector<std::string>& args) {
-    std::vector<std::string> env = {"HOME=" + h.dir().string(), "XDG_CONFIG_HOME=" + (h.dir() / "config").string(),
-                                    "XDG_DATA_HOME=" + (h.dir() / "data").string(), "PATH=/usr/bin:/bin", "TZ=UTC",
-                                    "NO_COLOR=1", "P2PSTREAM_PASSPHRASE="};
-    std::vector<std::string> argv_s = {P2PSTREAM_BIN};
-    argv_s.insert(argv_s.end(), args.begin(), args.end());
-    std::vector<char*> argv, envp;
-    for (auto& s : argv_s) argv.push_back(s.data());
-    argv.push_back(nullptr);
-    for (auto& s : env) envp.push_back(s.data());
-    envp.push_back(nullptr);
-    int out[2];
-    if (::pipe2(out, O_CLOEXEC)) throw std::runtime_error("pipe");
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
-    int rc = posix_spawn(&pid_, argv[0], &fa, &attr, argv.data(), envp.data());
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    ::close(out[1]);
-    out_ = out[0];
-    if (rc != 0) throw std::runtime_error("posix_spawn failed");
+// The devnode for one test, in that test's home; fails the test if it does not start.
+struct Devnode : p2p::test::DevnodeServer {
+  explicit Devnode(const Home& h, const std::string& block_time = "100ms", std::vector<std::string> extra = {})
+      : DevnodeServer(h, [&] {
+          extra.insert(extra.begin(), {"--block-time", block_time});
+          return extra;
+        }()) {
+    if (http.empty()) ADD_FAILURE() << "the devnode did not start\n" << p.both();
   }
-  ~Process() {
-    kill();
-    ::close(out_);
-  }
-  Process(const Process&) = delete;
-  Process& operator=(const Process&) = delete;
-
-  // The next stdout line, or nullopt when none comes within the time.
-  std::optional<std::string> line(std::chrono::milliseconds within) {
-    auto deadline = std::chrono::steady_clock::now() + within;
-    for (;;) {
-      if (auto nl = buf_.find('\n'); nl != std::string::npos) {
-        std::string l = buf_.substr(0, nl);
-        buf_.erase(0, nl + 1);
-        return l;
-      }
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) return std::nullopt;
-      pollfd p{out_, POLLIN, 0};
-      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
-      char chunk[4096];
-      ssize_t n = ::read(out_, chunk, sizeof chunk);
-      if (n <= 0) return std::nullopt;
-      buf_.append(chunk, static_cast<std::size_t>(n));
-    }
-  }
-
-  void kill(int sig = SIGKILL) {
-    if (pid_ <= 0) return;
-    ::kill(pid_, sig);
-    int status;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-  }
-
- private:
-  pid_t pid_ = -1;
-  int out_ = -1;
-  std::string buf_;
-};
-
-class Devnode {
- public:
-  explicit Devnode(const Home& h, const std::string& block_time = "100ms", std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {"devnode", "--listen", "127.0.0.1:0", "--block-time", block_time};
-    args.insert(args.end(), extra.begin(), extra.end());
-    p_ = std::make_unique<Process>(h, args);
-    auto first = p_->line(20s), second = p_->line(5s);
-    if (!first || !second || first->rfind("listening on ", 0) != 0 || second->rfind("program ", 0) != 0)
-      throw std::runtime_error("the devnode did not start: " + first.value_or("(nothing)"));
-    http = first->substr(13);
-    ws = "ws" + http.substr(4);
-    program = second->substr(8);
-  }
-  void kill() { p_->kill(); }
-  std::string http, ws, program;
-
- private:
-  std::unique_ptr<Process> p_;
+  void kill() { p.signal(SIGKILL); }
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -380,7 +297,7 @@ const std::string kSomeProgram = "0x" + std::string(64, '5');
 
 // A fake node that answers every method the client uses before submitting; `overrides` replace answers.
 FakeNode::Handler node_answers(std::map<std::string, std::function<json(const json&)>> overrides = {}) {
-  auto metadata_hex = std::make_shared<std::string>(hex_of(slurp(kMetadataFile)));
+  auto metadata_hex = std::make_shared<std::string>(hex_of(p2p::test::slurp(kMetadataFile)));
   p2p::Bytes reply = p2p::w3b::encode_state_reply({});
   std::string empty_state = hex_of(std::string(reply.begin(), reply.end()));
   return [metadata_hex, overrides, empty_state](const std::string& body) {
@@ -438,7 +355,7 @@ TEST(CliGearRpc, NothingListeningIsExitFourNamingTheUrl) {
 
 TEST(CliGearRpc, TruncatedMetadataIsAClearError) {
   World w;
-  auto blob = slurp(kMetadataFile);
+  auto blob = p2p::test::slurp(kMetadataFile);
   std::string truncated = hex_of(blob.substr(0, blob.size() / 2));
   FakeNode node(node_answers({{"state_getMetadata", [truncated](const json&) { return json(truncated); }}}));
   p2p::test::Run r = w.h.run({"profile", "set", "--name", "A", "--endpoint", node.url, "--program", kSomeProgram});
@@ -658,11 +575,11 @@ TEST(CliGearRpc, EventsFollowPrintsNewEventsAsTheyHappen) {
   World w;
   Devnode node(w.h);
   w.h.ok({"profile", "set", "--name", "Alice", "--endpoint", node.http, "--program", node.program});
-  Process follow(w.h, {"events", "--follow", "--json", "--endpoint", node.ws, "--program", node.program});
+  p2p::test::Proc follow(w.h, "follow", {"events", "--follow", "--json", "--endpoint", node.ws, "--program", node.program});
   std::this_thread::sleep_for(500ms);  // let it read the head first, so only new events show
   w.h.ok({"schedule", "--title", "Live", "--start", "+1h", "--duration", "1h", "--endpoint", node.http, "--program",
           node.program});
-  auto line = follow.line(10s);
+  auto line = follow.next_line(10s);
   ASSERT_TRUE(line) << "no event within 10 s";
   json e = json::parse(*line);
   EXPECT_EQ(e["event"], "StreamIsScheduled");

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -186,6 +187,22 @@ TEST(CliMedia, BroadcastToTwoWatchersRecordJoinLeaveAndStop) {
   ASSERT_NE(at, std::string::npos) << info;
   EXPECT_EQ(info.find("Duration: 0:00:00.000000000"), std::string::npos) << info;
   EXPECT_GT(fs::file_size(mkv), 10000u);
+  // The file starts at 0 with its first buffer, not at the pipeline's start before the
+  // connection: the earliest timestamp of either track is 0.
+  Proc dump(w, "gst-launch",
+            {"-v", "filesrc", "location=" + mkv.string(), "!", "matroskademux", "name=d", "d.video_0", "!", "queue", "!",
+             "identity", "silent=false", "!", "fakesink", "d.audio_0", "!", "queue", "!", "identity", "silent=false", "!",
+             "fakesink"},
+            "gst-launch-1.0");
+  ASSERT_EQ(dump.wait(30s), 0) << dump.both();
+  double earliest = 1e9;
+  const std::string& log = dump.out();
+  for (auto at_pts = log.find("pts: "); at_pts != std::string::npos; at_pts = log.find("pts: ", at_pts + 5)) {
+    int ph = 0, pm = 0;
+    double ps = 0;
+    if (std::sscanf(log.c_str() + at_pts, "pts: %d:%d:%lf", &ph, &pm, &ps) == 3) earliest = std::min(earliest, ph * 3600 + pm * 60 + ps);
+  }
+  EXPECT_LT(earliest, 0.001) << "the recording does not start at 0\n" << log.substr(0, 4000);
 }
 
 TEST(CliMedia, StreamNotStartedIsReported) {

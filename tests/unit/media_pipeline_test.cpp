@@ -269,6 +269,25 @@ TEST_P(MediaPipeline, LossLowersTheEncoderBitrate) {
   EXPECT_GT(w.stats().packets_lost, 0) << describe(w);
 }
 
+// Keyframes only when asked: the encoder's own downstream force-key-unit after each forced
+// keyframe once counted as a new request, which kept making a keyframe every gap (2/s) forever.
+TEST_P(MediaPipeline, KeyframesAreMadeOnlyWhenAsked) {
+  auto bsig = hub_.broadcaster();
+  BroadcastOptions bo = small_broadcast(GetParam());
+  bo.keyframe_interval_s = 10;  // periodic keyframes out of the way
+  Broadcaster b(bo, *bsig);
+  b.start();
+  auto s1 = hub_.watcher("alice");
+  Watcher w1(null_watch(), *s1);
+  w1.start();
+  ASSERT_TRUE(wait_for([&] { return w1.frames() > 15; }, 18s)) << describe(w1);
+  const auto asked = b.stats().keyframes_requested;
+  const auto frames = w1.frames();
+  ASSERT_TRUE(wait_for([&] { return w1.frames() > frames + 45; }, 15s)) << describe(w1);
+  // Three seconds of playback on loopback: a stray request at most, not one every 500 ms.
+  EXPECT_LE(b.stats().keyframes_requested, asked + 2) << to_text(b.stats());
+}
+
 INSTANTIATE_TEST_SUITE_P(Media, MediaPipeline, ::testing::Values(VideoCodec::vp8, VideoCodec::h264),
                          [](const auto& info) { return std::string(to_string(info.param)); });
 
