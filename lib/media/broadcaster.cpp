@@ -609,21 +609,8 @@ struct Broadcaster::Impl : std::enable_shared_from_this<Broadcaster::Impl> {
     // Linked last, so no buffer reaches a webrtcbin before its transceivers are set up.
     std::size_t w = least_loaded_worker();
     p->worker = w;
-    p->vtee_pad = link_tee(vtees[w], p->bin, "video");
-    if (opts.audio) p->atee_pad = link_tee(atees[w], p->bin, "audio");
-  }
-
-  static GstPad* link_tee(GstElement* tee, GstElement* bin, const char* ghost) {
-    GstPad* tpad = gst_element_request_pad_simple(tee, "src_%u");
-    GstPad* sink = gst_element_get_static_pad(bin, ghost);
-    GstPadLinkReturn r = gst_pad_link(tpad, sink);
-    gst_object_unref(sink);
-    if (r != GST_PAD_LINK_OK) {
-      gst_element_release_request_pad(tee, tpad);
-      gst_object_unref(tpad);
-      throw RuntimeError(std::string("cannot link the tee to a watcher branch: ") + gst_pad_link_get_name(r));
-    }
-    return tpad;
+    p->vtee_pad = link_tee_to(vtees[w], p->bin, "video", "a watcher branch");
+    if (opts.audio) p->atee_pad = link_tee_to(atees[w], p->bin, "audio", "a watcher branch");
   }
 
   std::size_t least_loaded_worker() const {

@@ -104,6 +104,19 @@ GstElement* make_element(const char* factory, const char* name) {
   return e;
 }
 
+GstPad* link_tee_to(GstElement* tee, GstElement* bin, const char* ghost, const char* what) {
+  GstPad* tpad = gst_element_request_pad_simple(tee, "src_%u");
+  GstPad* sink = gst_element_get_static_pad(bin, ghost);
+  GstPadLinkReturn r = gst_pad_link(tpad, sink);
+  gst_object_unref(sink);
+  if (r != GST_PAD_LINK_OK) {
+    gst_element_release_request_pad(tee, tpad);
+    gst_object_unref(tpad);
+    throw RuntimeError(std::string("cannot link the tee to ") + what + ": " + gst_pad_link_get_name(r));
+  }
+  return tpad;
+}
+
 bool has_property(GstElement* e, const char* name) {
   return g_object_class_find_property(G_OBJECT_GET_CLASS(e), name) != nullptr;
 }

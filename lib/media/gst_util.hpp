@@ -60,6 +60,9 @@ void unref_pad(GstPad*& pad);
 // Links or throws: an unchecked failed link means nothing flows and no error appears.
 void link_elements(GstElement* a, GstElement* b);
 void link_pads(GstPad* src, GstPad* sink);
+// Links a new src pad of tee to bin's ghost pad and returns the tee pad (to release later), or
+// releases it and throws a RuntimeError naming `what`.
+GstPad* link_tee_to(GstElement* tee, GstElement* bin, const char* ghost, const char* what);
 
 // Parses a bin description ("videotestsrc ! videoconvert") with ghost pads, or throws UsageError.
 GstElement* parse_bin(const std::string& description, bool ghost_unlinked_pads);

@@ -195,16 +195,7 @@ void RelayBranch::add_sender(GstElement* payloader, const std::string& codec, co
 }
 
 GstPad* RelayBranch::link_tee(GstElement* tee, const char* ghost) {
-  GstPad* tpad = gst_element_request_pad_simple(tee, "src_%u");
-  GstPad* sink = gst_element_get_static_pad(bin_, ghost);
-  GstPadLinkReturn r = gst_pad_link(tpad, sink);
-  gst_object_unref(sink);
-  if (r != GST_PAD_LINK_OK) {
-    gst_element_release_request_pad(tee, tpad);
-    gst_object_unref(tpad);
-    throw RuntimeError(std::string("cannot link the tee to a relay branch: ") + gst_pad_link_get_name(r));
-  }
-  return tpad;
+  return link_tee_to(tee, bin_, ghost, "a relay branch");
 }
 
 void RelayBranch::release_tee_pads() {
