@@ -92,6 +92,7 @@ void run(const Common& c, const BroadcastArgs& a) {
   bo.validate();  // flag mistakes first, before a passphrase prompt
 
   auto s = make_session(c);
+  use_stored_dtls_key(s, a.live);
   std::optional<Window> window;
   if (a.at_schedule) window = scheduled_window(s, a.stream, s.keystore().info(s.account_name()).public_key);
   signal_client::W3bOptions wo;
@@ -170,6 +171,7 @@ void run(const Common& c, const BroadcastArgs& a) {
                     : scheduled_end ? "the scheduled end"
                                     : "interrupted";
   status.finish();
+  report_dtls_key(c);
   if (c.json)
     std::cout << nlohmann::json{{"stopped", why}, {"elapsed_s", last.elapsed_s}, {"frames_sent", last.frames_sent},
                                 {"peak_watchers", peak}}

@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "config/config.hpp"
+#include "media/dtls_key.hpp"
 #include "keys/ed25519.hpp"
 #include "timespec/timespec.hpp"
 #include "w3b/messages.hpp"
@@ -191,6 +192,20 @@ void add_live_flags(CLI::App& sub, LiveFlags& f) {
   sub.add_option("--stun", f.stun, "STUN server, stun://host:port (default: none; enough on one LAN)");
   sub.add_option("--turn", f.turn, "TURN server, turn(s)://user:password@host:port (repeatable)");
   sub.add_flag("--insecure", f.tls_insecure, "Accept any TLS certificate from the signalling server (test servers)");
+  sub.add_flag("--fresh-dtls-key", f.fresh_dtls_key,
+               "Make a new DTLS key for this run (0.1-0.7 s) instead of the one kept for a week in "
+               "$XDG_DATA_HOME/p2pstream/dtls-key.pem");
+}
+
+void use_stored_dtls_key(const session::Session& s, const LiveFlags& f) {
+  media::use_dtls_key_file(f.fresh_dtls_key ? std::filesystem::path() : s.paths().data_dir / "dtls-key.pem");
+}
+
+void report_dtls_key(const Common& c) {
+  const media::DtlsKeyOrigin o = media::last_dtls_key();
+  if (!o.warning.empty()) warn(o.warning);
+  static constexpr const char* kFrom[] = {"not made", "read from its file", "made and stored", "made"};
+  debug(c, fmt::format("DTLS key {} in {:.1f} ms", kFrom[o.source], o.ms));
 }
 
 std::string signal_url(session::Session& s, const LiveFlags& f) {

@@ -70,9 +70,14 @@ struct LiveFlags {
   std::string stun;
   std::vector<std::string> turn;
   bool tls_insecure = false;
+  bool fresh_dtls_key = false;
 };
-// Adds --signal, --stun, --turn (repeatable) and --insecure.
+// Adds --signal, --stun, --turn (repeatable), --insecure and --fresh-dtls-key.
 void add_live_flags(CLI::App& sub, LiveFlags& f);
+// Points the media layer at the stored DTLS key (data_dir/dtls-key.pem) unless --fresh-dtls-key.
+void use_stored_dtls_key(const session::Session& s, const LiveFlags& f);
+// After a run: says where the DTLS key came from (-v) and why the stored one was not used.
+void report_dtls_key(const Common& c);
 // --signal, else P2PSTREAM_SIGNAL or the config's `signal`, else http://127.0.0.1:3001.
 std::string signal_url(session::Session& s, const LiveFlags& f);
 

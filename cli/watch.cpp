@@ -48,6 +48,7 @@ void run(const Common& c, WatchArgs a) {
   wo.validate();
 
   auto s = make_session(c);
+  use_stored_dtls_key(s, a.live);
   signal_client::W3bOptions so;
   so.client.url = signal_url(s, a.live);
   so.client.tls_insecure = a.live.tls_insecure;
@@ -114,6 +115,7 @@ void run(const Common& c, WatchArgs a) {
   if (!end) w.stop();  // sends stopWatching
   media::iterate_until(nullptr, [] { return false; }, std::chrono::milliseconds(200));  // let it go out
   status.finish();
+  report_dtls_key(c);
 
   if (end == media::WatchEnd::error) {
     if (sig.failure() == signal_client::W3bSignaller::Failure::refused) throw RefusedError(end_message);

@@ -42,8 +42,8 @@ _p2pstream_flags() {
         'events') echo '-h --help --follow --from --json -v --verbose -q --quiet --endpoint --program --finalized' ;;
         'devnode') echo '-h --help --listen --block-time --ledger --persist --metadata --finality-lag -v --verbose -q --quiet' ;;
         'signal') echo '-h --help --listen --tls-cert --tls-key --legacy-auth --max-frame --max-conn --max-conn-per-ip --msg-rate --msg-burst --ping-interval --ping-timeout --max-body --cache-ttl --max-watchers --max-streams-per-broadcaster --cors-origin -v --verbose -q --quiet --endpoint --program' ;;
-        'broadcast') echo '-h --help --source --video --bitrate --size --fps --no-audio --max-direct --at-schedule --signal --stun --turn --insecure -v --verbose -q --quiet --json --endpoint --program --account' ;;
-        'watch') echo '-h --help --output --display --ascii --null --stats --duration --latency --relay --no-wait --signal --stun --turn --insecure -v --verbose -q --quiet --account' ;;
+        'broadcast') echo '-h --help --source --video --bitrate --size --fps --no-audio --max-direct --at-schedule --signal --stun --turn --insecure --fresh-dtls-key -v --verbose -q --quiet --json --endpoint --program --account' ;;
+        'watch') echo '-h --help --output --display --ascii --null --stats --duration --latency --relay --no-wait --signal --stun --turn --insecure --fresh-dtls-key -v --verbose -q --quiet --account' ;;
     esac
 }
 

@@ -14,7 +14,7 @@ PKGS=(
   build-essential cmake pkg-config git ca-certificates
   # libraries
   libcli11-dev nlohmann-json3-dev libfmt-dev libsodium-dev libxxhash-dev
-  libsqlite3-dev libcurl4-openssl-dev
+  libsqlite3-dev libcurl4-openssl-dev libssl-dev
   # network transports on the GLib main loop (signalling, JSON-RPC over WebSocket, stand-in node)
   libsoup-3.0-dev libglib2.0-dev
   # media: GStreamer 1.22 with webrtcbin, nice, dtls, srtp, vpx, opus, x264

@@ -2,8 +2,8 @@
 //   latency      glass-to-glass: a stamp of CLOCK_MONOTONIC drawn into each raw frame before the
 //                encoder and read back after the decoder (one process, loopback signaller)
 //   first-frame  a fresh watcher process per run: time to its first decoded frame, split into
-//                start -> session -> connected (ICE+DTLS) -> frame; PRELOAD=1 tries loading the
-//                decoder plugins in the background (a watcher-side change, not in lib/media yet)
+//                start -> session -> connected (ICE+DTLS) -> frame; --dtls-key stored (the CLI's
+//                default: a key file made before the runs) or fresh (a new key per process)
 //   fanout       broadcaster and N watchers (not decoding) in two processes, pinned to separate
 //                CPUs: sender CPU per added viewer and frames lost per viewer
 // Run through bench/media/run.sh.
@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "media/broadcaster.hpp"
+#include "media/dtls_key.hpp"
 #include "media/frame_stamp.hpp"
 #include "media/gst_util.hpp"
 #include "media/loopback_signaller.hpp"
@@ -44,7 +45,9 @@ struct Args {
   int runs = 10;
   unsigned latency = 0;
   std::vector<int> viewers{8, 16, 32, 64};
+  std::string dtls_key = "stored";  // first-frame: stored | fresh
   // child only
+  std::string key_file;
   int fd = -1;
   int count = 1;
   bool decode = true;
@@ -64,7 +67,7 @@ Args parse(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr,
                  "usage: media_bench latency|first-frame|fanout [--codec vp8|h264] [--seconds N] [--runs N]\n"
-                 "                   [--latency MS] [--viewers 8,16,32,64] [--pin 0|1]\n");
+                 "                   [--latency MS] [--viewers 8,16,32,64] [--pin 0|1] [--dtls-key stored|fresh]\n");
     std::exit(2);
   }
   a.mode = argv[1];
@@ -79,6 +82,8 @@ Args parse(int argc, char** argv) {
     else if (k == "--count") a.count = std::stoi(v);
     else if (k == "--decode") a.decode = v != "0";
     else if (k == "--pin") a.pin = v != "0";
+    else if (k == "--dtls-key" && (v == "stored" || v == "fresh")) a.dtls_key = v;
+    else if (k == "--key-file") a.key_file = v;
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       std::exit(2);
@@ -235,16 +240,7 @@ int run_child(const Args& a) {
     }
   });
   std::int64_t start_us = monotonic_us();
-  // PRELOAD=1 tries a watcher-side change: load the decoders' plugins (gst-libav takes ~75 ms
-  // to register) in the background while the DTLS certificate is generated.
-  std::thread preload;
-  if (std::getenv("PRELOAD") != nullptr) {
-    preload = std::thread([] {
-      for (const char* f : {"avdec_h264", "h264parse", "rtph264depay", "vp8dec", "rtpvp8depay", "opusdec", "rtpopusdepay"}) {
-        if (GstElement* e = gst_element_factory_make(f, nullptr)) gst_object_unref(gst_object_ref_sink(e));
-      }
-    });
-  }
+  use_dtls_key_file(a.key_file);  // as `p2pstream watch` does; empty: a fresh key
   for (int i = 0; i < a.count; ++i) {
     WatchOptions wo;
     wo.latency_ms = a.latency;
@@ -270,7 +266,10 @@ int run_child(const Args& a) {
     return quit;
   }, 600s);
   for (auto& w : watchers) w->stop();
-  if (preload.joinable()) preload.join();
+  if (std::getenv("BENCH_VERBOSE") != nullptr) {
+    const DtlsKeyOrigin k = last_dtls_key();
+    std::fprintf(stderr, "  child: DTLS key source %d in %.1f ms %s\n", int(k.source), k.ms, k.warning.c_str());
+  }
   pump(200ms);  // let the END lines out
   return 0;
 }
@@ -286,6 +285,13 @@ struct FirstFrameRun {
 
 int run_first_frame(const Args& a) {
   std::vector<FirstFrameRun> runs;
+  // The CLI keeps one key for a week, so every watch but the first finds it: make it now.
+  std::string key_file;
+  if (a.dtls_key == "stored") {
+    key_file = (std::filesystem::temp_directory_path() / ("media_bench_dtls_" + std::to_string(getpid()) + ".pem")).string();
+    use_dtls_key_file(key_file);
+    warm_dtls_certificate();  // this process's broadcasters make and store it
+  }
   for (int r = 0; r < a.runs; ++r) {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return 1;
@@ -304,7 +310,7 @@ int run_first_frame(const Args& a) {
     b->start();
     pump(2s);  // the broadcast is already running when the watcher process starts
     std::int64_t spawn_us = monotonic_us();
-    pid_t pid = spawn_child({"--count", "1", "--latency", std::to_string(a.latency)}, sv[1]);
+    pid_t pid = spawn_child({"--count", "1", "--latency", std::to_string(a.latency), "--key-file", key_file}, sv[1]);
     iterate_until(nullptr, [&] { return !first.empty(); }, 30s);
     link.send_control("QUIT");
     pump(300ms);
@@ -332,6 +338,7 @@ int run_first_frame(const Args& a) {
                   r, run.to_request, run.to_connected, run.to_frame, run.from_start);
     }
   }
+  if (!key_file.empty()) std::filesystem::remove(key_file);
   auto col = [&](double FirstFrameRun::*m) {
     std::vector<double> v;
     for (const auto& run : runs) v.push_back(run.*m);
@@ -339,10 +346,10 @@ int run_first_frame(const Args& a) {
   };
   auto from_spawn = col(&FirstFrameRun::from_spawn), from_start = col(&FirstFrameRun::from_start);
   std::printf(
-      "first-frame codec=%s jitterbuffer=%ums runs=%zu from_process_spawn: median=%.0fms min=%.0fms max=%.0fms "
+      "first-frame codec=%s jitterbuffer=%ums dtls_key=%s runs=%zu from_process_spawn: median=%.0fms min=%.0fms max=%.0fms "
       "from_watcher_start: median=%.0fms min=%.0fms max=%.0fms (medians: start->session %.0fms, "
       "session->connected %.0fms, connected->frame %.0fms)\n",
-      a.codec.c_str(), a.latency, runs.size(), percentile(from_spawn, 50), percentile(from_spawn, 0),
+      a.codec.c_str(), a.latency, a.dtls_key.c_str(), runs.size(), percentile(from_spawn, 50), percentile(from_spawn, 0),
       percentile(from_spawn, 100), percentile(from_start, 50), percentile(from_start, 0), percentile(from_start, 100),
       percentile(col(&FirstFrameRun::to_request), 50), percentile(col(&FirstFrameRun::to_connected), 50),
       percentile(col(&FirstFrameRun::to_frame), 50));

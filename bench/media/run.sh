@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds media_bench and prints lib/media's figures on this machine:
-#   glass-to-glass latency (VP8, H.264; jitter buffer 0 and 50 ms), time to first frame,
+#   glass-to-glass latency (VP8, H.264; jitter buffer 0 and 50 ms), time to first frame (with
+#   the stored DTLS key, and with a fresh one),
 #   sender CPU per added viewer and frames lost for N viewers (sender pinned to CPU 0, the
 #   receivers standing in for remote viewers to CPU 1).
 # Usage: bench/media/run.sh [build-dir]   (default: build; env SECONDS_PER_RUN, RUNS, VIEWERS)
@@ -21,8 +22,10 @@ for codec in vp8 h264; do
     "$bench" latency --codec "$codec" --latency "$jb" --seconds "$secs"
   done
 done
+# As the CLI runs (the DTLS key kept from an earlier run), then VP8 with a new key per process.
 for codec in vp8 h264; do
-  "$bench" first-frame --codec "$codec" --runs "$runs" --latency 0
+  "$bench" first-frame --codec "$codec" --runs "$runs" --latency 0 --dtls-key stored
 done
+"$bench" first-frame --codec vp8 --runs "$runs" --latency 0 --dtls-key fresh
 "$bench" fanout --codec vp8 --viewers "$viewers" --seconds "$secs"
 echo "# done, load average $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "media/dtls_key.hpp"
 #include "media/gst_util.hpp"
 #include "media/webrtc_util.hpp"
 #include "util/error.hpp"
@@ -32,7 +33,7 @@ constexpr int kGateKeyframe = 1;
 constexpr int kGateOpen = 2;
 
 // Quotes a property value for gst_parse_launch.
-std::string quoted(const std::string& v) {
+std::string launch_quoted(const std::string& v) {
   std::string out = "\"";
   for (char c : v) {
     if (c == '"' || c == '\\') out += '\\';
@@ -70,12 +71,12 @@ SourceLaunch source_launch(const BroadcastOptions& o) {
       return {"videotestsrc is-live=true pattern=smpte horizontal-speed=2",
               "audiotestsrc is-live=true wave=sine freq=440 volume=0.05"};
     case SourceSpec::Kind::v4l2:
-      return {"v4l2src device=" + quoted(src.arg), "audiotestsrc is-live=true wave=silence"};
+      return {"v4l2src device=" + launch_quoted(src.arg), "audiotestsrc is-live=true wave=silence"};
     case SourceSpec::Kind::pipeline:
       return {src.arg, "audiotestsrc is-live=true wave=silence"};
     case SourceSpec::Kind::file:
     case SourceSpec::Kind::uri:
-      return {"uridecodebin uri=" + quoted(uri_for(src)) + " name=src src. ! queue ! clocksync",
+      return {"uridecodebin uri=" + launch_quoted(uri_for(src)) + " name=src src. ! queue ! clocksync",
               "src. ! queue ! clocksync"};
   }
   return {};

@@ -194,13 +194,13 @@ void set_null_with_watchdog(GstElement* element, unsigned timeout_ms) {
   dog.join();
 }
 
-void warm_dtls_certificate() {
-  ensure_gst_init();
-  if (GstElement* e = gst_element_factory_make("dtlsdec", nullptr)) gst_object_unref(gst_object_ref_sink(e));
-}
-
 void preload_decoders() {
   ensure_gst_init();
+  // The peer connection's plugins first: the offer needs them within milliseconds, the decoders
+  // only once media flows, and GStreamer loads one plugin at a time.
+  for (const char* p : {"webrtc", "nice", "rtpmanager", "srtp", "dtls"}) {
+    if (GstPlugin* plugin = gst_plugin_load_by_name(p)) gst_object_unref(plugin);
+  }
   for (const char* f : {"avdec_h264", "h264parse", "rtph264depay", "vp8dec", "rtpvp8depay", "opusdec", "rtpopusdepay"}) {
     if (GstElement* e = gst_element_factory_make(f, nullptr)) gst_object_unref(gst_object_ref_sink(e));
   }

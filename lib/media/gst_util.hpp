@@ -74,12 +74,9 @@ bool display_available();
 // watchdog thread prints why and ends the process if NULL is not reached within timeout_ms.
 void set_null_with_watchdog(GstElement* element, unsigned timeout_ms);
 
-// dtlsdec makes the process's one DTLS certificate (an RSA key: 0.1-0.5 s, seconds on a busy
-// machine) when the first one is created. Run this on a helper thread at start-up so the first
-// peer connection does not wait for it.
-void warm_dtls_certificate();
-// Loads the plugins of every depayloader and decoder a watcher may use (gst-libav's first use
-// costs about 70 ms), so the first frame does not wait for that on a streaming thread.
+// Loads the peer connection's plugins, then those of every depayloader and decoder a watcher may
+// use (gst-libav's first use costs about 70 ms), so the first frame does not wait for that on a
+// streaming thread.
 void preload_decoders();
 
 // Microseconds of CLOCK_MONOTONIC (shared by all processes on the machine).

@@ -39,7 +39,9 @@ void LocalOutput::prepare_recording(GstElement* pipeline, bool video, bool audio
   std::lock_guard lock(mutex_);
   if (mux_ != nullptr) return;
   GstElement* m = make_element(ends_with(opts_.output, ".webm") ? "webmmux" : "matroskamux", "mux");
-  g_object_set(m, "streamable", TRUE, nullptr);
+  // The muxer clips to running time and starts the file at the earliest first buffer of its
+  // tracks; rewriting timestamps upstream would fall outside the depayloader's segment.
+  g_object_set(m, "streamable", TRUE, "offset-to-zero", TRUE, nullptr);
   GstElement* file = live_sink("filesink", false);
   g_object_set(file, "location", opts_.output.c_str(), nullptr);
   gst_bin_add_many(GST_BIN(pipeline), m, file, nullptr);
@@ -172,7 +174,6 @@ bool LocalOutput::link_from_tee(GstElement* pipeline, GstElement* tee, const Cha
   if (chain.mux_pad != nullptr) {
     GstPad* out = gst_element_get_static_pad(c.back(), "src");
     GstPadLinkReturn r = gst_pad_link(out, chain.mux_pad);
-    if (r == GST_PAD_LINK_OK) gst_pad_add_probe(out, GST_PAD_PROBE_TYPE_BUFFER, &LocalOutput::rebase, this, nullptr);
     gst_object_unref(out);
     if (r != GST_PAD_LINK_OK) {
       throw RuntimeError(std::string("cannot record this stream into ") + opts_.output + " (" +
@@ -205,28 +206,6 @@ void LocalOutput::frame_out() {
 }
 
 // ---- probes (streaming threads) ----
-
-// Shifts recorded timestamps so the file starts at 0 (webrtcbin's segments start at 0 with
-// rate 1, so timestamps are running times). The first track in sets the base; a buffer of the
-// other track from before it is dropped.
-GstPadProbeReturn LocalOutput::rebase(GstPad*, GstPadProbeInfo* info, gpointer d) {
-  auto* self = static_cast<LocalOutput*>(d);
-  GstBuffer* buf = GST_PAD_PROBE_INFO_BUFFER(info);
-  GstClockTime pts = GST_BUFFER_PTS(buf);
-  if (!GST_CLOCK_TIME_IS_VALID(pts)) return GST_PAD_PROBE_OK;
-  GstClockTime base;
-  {
-    std::lock_guard lock(self->mutex_);
-    if (!GST_CLOCK_TIME_IS_VALID(self->record_base_)) self->record_base_ = pts;
-    base = self->record_base_;
-  }
-  if (pts < base) return GST_PAD_PROBE_DROP;
-  buf = gst_buffer_make_writable(buf);
-  GST_BUFFER_PTS(buf) = pts - base;
-  if (GST_BUFFER_DTS_IS_VALID(buf)) GST_BUFFER_DTS(buf) = GST_BUFFER_DTS(buf) >= base ? GST_BUFFER_DTS(buf) - base : 0;
-  GST_PAD_PROBE_INFO_DATA(info) = buf;
-  return GST_PAD_PROBE_OK;
-}
 
 GstPadProbeReturn LocalOutput::count_video(GstPad*, GstPadProbeInfo*, gpointer d) {
   static_cast<LocalOutput*>(d)->frame_out();

@@ -61,7 +61,6 @@ class LocalOutput {
   void probe(GstElement* e, const char* pad_name, GstPadProbeCallback cb);
   void frame_out();
 
-  static GstPadProbeReturn rebase(GstPad*, GstPadProbeInfo* info, gpointer d);
   static GstPadProbeReturn count_video(GstPad*, GstPadProbeInfo*, gpointer d);
   static GstPadProbeReturn count_audio(GstPad*, GstPadProbeInfo*, gpointer d);
   static GstPadProbeReturn into_decoder(GstPad*, GstPadProbeInfo* info, gpointer d);
@@ -75,7 +74,6 @@ class LocalOutput {
   GstPad* mux_video_ = nullptr;
   GstPad* mux_audio_ = nullptr;
   // The recording's time zero: its first buffer, not the pipeline's start before the connection.
-  GstClockTime record_base_ = GST_CLOCK_TIME_NONE;
   std::deque<std::pair<GstClockTime, std::int64_t>> in_decoder_;  // pts -> when it went in
   double decode_sum_ms_ = 0;
   std::uint64_t decode_count_ = 0;

@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "media/dtls_key.hpp"
 #include "media/gst_util.hpp"
 #include "media/local_output.hpp"
 #include "media/relay_branch.hpp"
@@ -183,8 +184,10 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
     started = true;
     start_us = tick_us = monotonic_us();
     warmer = std::thread(warm_dtls_certificate);
-    preloader = std::thread(preload_decoders);  // beside the key generation, not after it
     build_pipeline();
+    // Beside the DTLS key, not after it; but after our own elements, since GStreamer loads one
+    // plugin at a time and gst-libav alone takes about 70 ms.
+    preloader = std::thread(preload_decoders);
     std::weak_ptr<Impl> weak = weak_from_this();
     stats_timer = Timer(ctx, opts.stats_interval_ms, [weak] {
       auto self = weak.lock();

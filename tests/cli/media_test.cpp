@@ -134,8 +134,14 @@ TEST(CliMedia, BroadcastToTwoWatchersRecordJoinLeaveAndStop) {
   ASSERT_TRUE(wait_for([&] { return bob.last("frames") >= 15 || !bob.running(); }, 25s)) << bob.both() << b.both();
   ASSERT_TRUE(bob.running()) << bob.both();
 
-  // Dave joins, gets frames, and leaves; bob's frames keep coming all along.
-  Proc dave(w, "dave", watch_args(stream, s.url, "dave"));
+  // Dave joins, gets frames, and leaves; bob's frames keep coming all along. He finds the DTLS key
+  // the broadcaster stored (-v says where his came from).
+  const auto dtls_key = w.h.dir() / "data/p2pstream/dtls-key.pem";
+  ASSERT_TRUE(fs::exists(dtls_key)) << b.both();
+  EXPECT_EQ(fs::status(dtls_key).permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
+  auto dave_args = watch_args(stream, s.url, "dave");
+  dave_args.push_back("-v");
+  Proc dave(w, "dave", dave_args);
   ASSERT_TRUE(wait_for([&] { return dave.last("frames_decoded") >= 15 || !dave.running(); }, 25s)) << dave.both();
   EXPECT_GT(dave.last("audio_buffers"), 0) << dave.both();
   auto dj = dave.json_lines().back();
@@ -154,6 +160,7 @@ TEST(CliMedia, BroadcastToTwoWatchersRecordJoinLeaveAndStop) {
   dave.signal(SIGINT);
   EXPECT_EQ(dave.wait(10s), 0) << dave.both();
   EXPECT_NE(dave.err().find("stopped (interrupted)"), std::string::npos) << dave.err();
+  EXPECT_NE(dave.err().find("DTLS key read from its file in"), std::string::npos) << dave.err();
   ASSERT_TRUE(wait_for([&] { return bob.last("frames") >= bob_before_leave + 15; }, 10s))
       << "bob's frames stalled after dave left\n" << bob.both();
 
