@@ -27,5 +27,11 @@ for codec in vp8 h264; do
   "$bench" first-frame --codec "$codec" --runs "$runs" --latency 0 --dtls-key stored
 done
 "$bench" first-frame --codec vp8 --runs "$runs" --latency 0 --dtls-key fresh
+# The same through the real CLI, signalling server and ledger.
+cmake --build "$build" -j2 --target p2pstream >/dev/null
+for codec in vp8 h264; do
+  python3 "$root/bench/media/cli_first_frame.py" "$build/cli/p2pstream" --codec "$codec" --runs "$runs"
+done
+python3 "$root/bench/media/cli_first_frame.py" "$build/cli/p2pstream" --codec vp8 --runs "$runs" --fresh-dtls-key
 "$bench" fanout --codec vp8 --viewers "$viewers" --seconds "$secs"
 echo "# done, load average $(cut -d' ' -f1-3 /proc/loadavg)"

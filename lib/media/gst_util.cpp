@@ -194,16 +194,19 @@ void set_null_with_watchdog(GstElement* element, unsigned timeout_ms) {
   dog.join();
 }
 
-void preload_decoders() {
+void preload_plugins() {
   ensure_gst_init();
-  // The peer connection's plugins first: the offer needs them within milliseconds, the decoders
-  // only once media flows, and GStreamer loads one plugin at a time.
-  for (const char* p : {"webrtc", "nice", "rtpmanager", "srtp", "dtls"}) {
+  // In the order a watcher needs them, since GStreamer loads one plugin at a time: the peer
+  // connection's (webrtcbin makes its RED/FEC decoders from "rtp" before it answers), then the
+  // depayloaders, parsers and decoders.
+  for (const char* p : {"webrtc", "nice", "rtpmanager", "srtp", "dtls", "rtp", "vpx", "opus", "videoparsersbad"}) {
     if (GstPlugin* plugin = gst_plugin_load_by_name(p)) gst_object_unref(plugin);
   }
-  for (const char* f : {"avdec_h264", "h264parse", "rtph264depay", "vp8dec", "rtpvp8depay", "opusdec", "rtpopusdepay"}) {
-    if (GstElement* e = gst_element_factory_make(f, nullptr)) gst_object_unref(gst_object_ref_sink(e));
-  }
+}
+
+void preload_h264_decoder() {
+  ensure_gst_init();
+  if (GstPlugin* plugin = gst_plugin_load_by_name("libav")) gst_object_unref(plugin);
 }
 
 std::int64_t monotonic_us() {

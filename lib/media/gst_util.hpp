@@ -74,10 +74,13 @@ bool display_available();
 // watchdog thread prints why and ends the process if NULL is not reached within timeout_ms.
 void set_null_with_watchdog(GstElement* element, unsigned timeout_ms);
 
-// Loads the peer connection's plugins, then those of every depayloader and decoder a watcher may
-// use (gst-libav's first use costs about 70 ms), so the first frame does not wait for that on a
-// streaming thread.
-void preload_decoders();
+// Loads, on a helper thread at start-up, the plugins of the peer connection and of the
+// depayloaders and decoders a watcher may use, so that neither the answer nor the first frame
+// waits for a plugin load.
+void preload_plugins();
+// gst-libav (avdec_h264) takes 70-150 ms to load and blocks every other plugin load meanwhile, so
+// it is loaded only once an offer holds H.264, beside ICE and DTLS.
+void preload_h264_decoder();
 
 // Microseconds of CLOCK_MONOTONIC (shared by all processes on the machine).
 std::int64_t monotonic_us();

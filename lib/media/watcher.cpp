@@ -124,7 +124,7 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
   std::set<std::string> retired_sessions;
   std::map<std::string, std::vector<std::pair<std::string, unsigned>>> early_ice;
   std::string answer_text;
-  std::thread warmer, preloader;
+  std::thread warmer, preloader, h264_loader;
 
   // Relay trees.
   bool tree_mode = false;  // the server places us (placement seen)
@@ -169,6 +169,7 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
   ~Impl() {
     if (warmer.joinable()) warmer.join();
     if (preloader.joinable()) preloader.join();
+    if (h264_loader.joinable()) h264_loader.join();
   }
 
   static void post_to(const std::weak_ptr<Impl>& weak, GMainContext* ctx, std::function<void(Impl&)> fn) {
@@ -187,7 +188,7 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
     build_pipeline();
     // Beside the DTLS key, not after it; but after our own elements, since GStreamer loads one
     // plugin at a time and gst-libav alone takes about 70 ms.
-    preloader = std::thread(preload_decoders);
+    preloader = std::thread(preload_plugins);
     std::weak_ptr<Impl> weak = weak_from_this();
     stats_timer = Timer(ctx, opts.stats_interval_ms, [weak] {
       auto self = weak.lock();
@@ -275,6 +276,7 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
     }
     if (warmer.joinable()) warmer.join();
     if (preloader.joinable()) preloader.join();
+    if (h264_loader.joinable()) h264_loader.join();
   }
 
   // Ends watching once: stops everything, then tells the owner why.
@@ -366,6 +368,13 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
       sig.end_session(session);
       finish(WatchEnd::error, e.what(), false);
       return;
+    }
+    if (!h264_loader.joinable() && opts.decode) {
+      for (const auto& m : media)
+        if (m.receivable && std::find(m.codecs.begin(), m.codecs.end(), "H264") != m.codecs.end()) {
+          h264_loader = std::thread(preload_h264_decoder);
+          break;
+        }
     }
     // A new parent whose placement has not come yet (the loopback and our server send the
     // placement first, but nothing in the protocol orders the two).

@@ -60,6 +60,9 @@ GstElement* make_webrtcbin(const IceOptions& ice, const std::string& name) {
       g_object_get(agent_wrapper, "agent", &nice, nullptr);
       if (nice != nullptr) {
         g_object_set(nice, "upnp", FALSE, nullptr);
+        // Host candidates only (no STUN/TURN): checks go to peers on our own network, so pace
+        // them at RFC 8445's floor of 5 ms, not libnice's 20; it saves ~50 ms of every connection.
+        if (ice.stun.empty() && ice.turn.empty()) g_object_set(nice, "stun-pacing-timer", 5u, nullptr);
         g_object_unref(nice);
       }
     }
