@@ -93,13 +93,12 @@ std::string video_encoder_launch(const BroadcastOptions& o) {
            " keyframe-max-dist=" + std::to_string(key_int) +
            " ! rtpvp8pay name=vpay mtu=1200 picture-id-mode=15-bit pt=" + std::to_string(kVideoPt);
   }
-  // One slice per frame (threads=1): zerolatency's sliced threads split each frame in two, and
-  // our receivers then decoded P-frames with the top slice missing (the latency stamp was
-  // unreadable in 15 of 16 frames). ultrafast at 640x480@30 costs ~5% of a core on one thread.
+  // One thread, so one slice per frame: ultrafast at 640x480@30 costs ~5% of a core, and a
+  // second thread only adds a slice. (Multi-slice frames once lost their top slice: that was
+  // rtph264pay's SPS/PPS insertion, see h264_payload_launch.)
   return "x264enc name=venc tune=zerolatency speed-preset=ultrafast bframes=0 threads=1 "
          "bitrate=" + std::to_string(o.bitrate_kbps) + " key-int-max=" + std::to_string(key_int) +
-         " ! video/x-h264,profile=constrained-baseline ! rtph264pay name=vpay mtu=1200 "
-         "config-interval=-1 aggregate-mode=zero-latency pt=" + std::to_string(kH264Pt);
+         " ! video/x-h264,profile=constrained-baseline ! " + h264_payload_launch("vpay", kH264Pt);
 }
 
 // The watchers' branches are spread over a few worker threads, one per CPU: tee -> queue ->

@@ -19,10 +19,16 @@ GstElement* make_payloader(const std::string& codec) {
     pay = make_element(codec == "VP8" ? "rtpvp8pay" : "rtpvp9pay");
     g_object_set(pay, "picture-id-mode", 2 /* 15-bit */, nullptr);
   } else if (codec == "H264") {
-    pay = make_element("rtph264pay");
     // SPS/PPS before every IDR: a child that joins or recovers decodes from the next keyframe.
-    g_object_set(pay, "config-interval", -1, nullptr);
-    gst_util_set_object_arg(G_OBJECT(pay), "aggregate-mode", "zero-latency");
+    GError* err = nullptr;
+    pay = gst_parse_bin_from_description(
+        h264_payload_launch("pay", send_payload_type(codec), random_ssrc()).c_str(), TRUE, &err);
+    if (pay == nullptr) {
+      std::string why = err != nullptr ? err->message : "unknown error";
+      g_clear_error(&err);
+      throw RuntimeError("cannot relay H.264: " + why);
+    }
+    return pay;
   } else if (codec == "OPUS") {
     pay = make_element("rtpopuspay");
   } else {
@@ -173,7 +179,13 @@ void RelayBranch::add_sender(GstElement* payloader, const std::string& codec, co
   g_object_get(sink, "transceiver", &trans, nullptr);
   if (trans != nullptr) {
     guint ssrc = 0;
-    g_object_get(payloader, "ssrc", &ssrc, nullptr);
+    // H.264's payloader is a bin (see make_payloader): ask its rtph264pay.
+    GstElement* pay = GST_IS_BIN(payloader) ? gst_bin_get_by_name(GST_BIN(payloader), "pay")
+                                            : GST_ELEMENT(gst_object_ref(payloader));
+    if (pay != nullptr) {
+      g_object_get(pay, "ssrc", &ssrc, nullptr);
+      gst_object_unref(pay);
+    }
     GstCaps* prefs = send_preferences(codec, ssrc);
     // NACK/RTX on video only: Chrome refuses an offer whose audio m-line has an RTX FID group, and
     // browsers are leaves too.

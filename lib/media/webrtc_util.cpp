@@ -153,6 +153,13 @@ int send_payload_type(const std::string& codec) {
   return 0;
 }
 
+std::string h264_payload_launch(const std::string& name, int pt, std::uint32_t ssrc) {
+  std::string launch = "h264parse config-interval=-1 ! rtph264pay name=" + name +
+                       " mtu=1200 config-interval=0 aggregate-mode=zero-latency pt=" + std::to_string(pt);
+  if (ssrc != 0) launch += " ssrc=" + std::to_string(ssrc);
+  return launch;
+}
+
 std::uint32_t random_ssrc() {
   std::uint32_t v = 0;
   while (v == 0) v = g_random_int();

@@ -67,6 +67,12 @@ GstCaps* send_preferences(const std::string& codec, std::uint32_t ssrc = 0);
 std::uint32_t random_ssrc();
 int send_payload_type(const std::string& codec);
 
+// gst-launch text of an H.264 sender's payloading: h264parse puts SPS/PPS in front of every IDR
+// access unit, then rtph264pay (its last element, named `name`). rtph264pay's own
+// config-interval=-1 puts them in front of every IDR *slice*, which is not valid H.264: receivers
+// split a multi-slice keyframe in two at them, and the frames after it lose their top slices.
+std::string h264_payload_launch(const std::string& name, int pt, std::uint32_t ssrc = 0);
+
 // The video codecs a watcher accepts, best first, and the audio one.
 const std::vector<std::string>& receivable_video_codecs();
 const std::vector<std::string>& receivable_audio_codecs();
