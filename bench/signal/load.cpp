@@ -9,13 +9,15 @@
 //             send --candidates candidates: the signalling of one real session
 //   peak      closed loop: each watcher keeps --window candidates in flight to its broadcaster,
 //             which echoes each back; relayed messages per second is the server's peak
-//   latency   open loop at --latency-fraction of the peak rate (or --latency-rate), watchers ->
-//             broadcasters (--latency-mix two-way: every other one back, the peak's mix), sent
+//   latency   open loop at --latency-fraction of the peak rate (or --latency-rate), in the peak's
+//             mix: every other message watcher -> broadcaster, the rest back (--latency-mix
+//             one-way: all watcher -> broadcaster, a costlier mix than the peak's), sent
 //             on a fixed schedule (every --pace-us) whatever the replies do; one-way relay
 //             latency from the sender's send() to the kernel's receive timestamp on the receiving
 //             socket (SO_TIMESTAMPING), so the generator's own queueing is not counted; the
 //             user-space receive time is reported beside it, with the sender's lag behind
-//             its schedule, to show when the generator rather than the server was late
+//             its schedule, to show when the generator rather than the server was late; between
+//             sends it sleeps on a timer, not in epoll_wait (see nap_ns; --latency-wait epoll)
 // Results are one JSON object on stdout. Only loopback is used.
 //
 //   signal_load --port P --conns N --watchers K --streams FILE [--auth challenge|none] [--trace FILE] ...
@@ -73,8 +75,9 @@ struct Options {
   double latency_s = 8;
   double latency_fraction = 0.5;
   double latency_rate = 0;  // msg/s for the latency phase; 0: latency_fraction of the measured peak
-  bool latency_two_way = false;  // latency phase: every other message broadcaster -> watcher, as in the peak
-  int pace_us = 200;  // the latency phase's send schedule: what is due goes out at least this often
+  bool latency_two_way = true;  // latency phase: every other message broadcaster -> watcher, as in the peak
+  int pace_us = 200;
+  bool latency_wait_epoll = false;  // latency phase: block in epoll_wait between sends (see nap_ns)  // the latency phase's send schedule: what is due goes out at least this often
   int server_pid = 0;
   int connect_concurrency = 200;
   int join_concurrency = 200;
@@ -321,7 +324,9 @@ class Load {
       flush_all();
       // Sleep until the next message is due, but wake at least every pace_ns: waking for each
       // message would cost the generator more CPU than the messages themselves.
-      poll_ns(std::max(pace_ns, due_at(sent) - now_ns()));
+      const std::int64_t wait = std::max(pace_ns, due_at(sent) - now_ns());
+      if (o_.latency_wait_epoll) poll_ns(wait);
+      else nap_ns(wait);
     }
     const double lat_dur = std::max((now_ns() - tl) / 1e9, 1e-9);
     const double lat_server_cpu = (cpu_s(o_.server_pid) - lcpu0) / lat_dur;
@@ -485,13 +490,32 @@ class Load {
 
   void poll(int timeout_ms) { poll_ns(static_cast<std::int64_t>(timeout_ms) * 1'000'000); }
 
-  void poll_ns(std::int64_t timeout_ns) {
+  // Sleeps on a timer, then takes what arrived meanwhile without waiting on the sockets. On
+  // loopback the server's send() runs the receiver's wake-up itself: a generator blocked in
+  // epoll_wait makes every first reply after a sleep cost the server an inter-processor
+  // interrupt to an idle CPU (on this VM ~14% of the server's CPU at the latency load), which
+  // a client on another machine never costs it. Latency is read from the kernel's receive
+  // timestamps, so how late this process reads does not change it.
+  void nap_ns(std::int64_t ns) {
     flush_all();
-    epoll_event evs[512];
+    timespec ts{};
+    ts.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
+    ts.tv_nsec = static_cast<long>(ns % 1'000'000'000);
+    ::clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, nullptr);
+    while (poll_ns(0) == kPollBatch) {
+    }
+  }
+
+  static constexpr int kPollBatch = 512;
+
+  // Returns how many socket events it handled.
+  int poll_ns(std::int64_t timeout_ns) {
+    flush_all();
+    epoll_event evs[kPollBatch];
     timespec ts{};
     ts.tv_sec = static_cast<time_t>(timeout_ns / 1'000'000'000);
     ts.tv_nsec = static_cast<long>(timeout_ns % 1'000'000'000);
-    int n = ::epoll_pwait2(ep_, evs, 512, &ts, nullptr);
+    int n = ::epoll_pwait2(ep_, evs, kPollBatch, &ts, nullptr);
     for (int i = 0; i < n; ++i) {
       Conn& c = conns_[evs[i].data.u32];
       if (c.fd < 0) continue;
@@ -505,6 +529,7 @@ class Load {
       if (evs[i].events & EPOLLIN) read(c);
     }
     flush_all();
+    return std::max(n, 0);
   }
 
   void read(Conn& c) {
@@ -819,10 +844,15 @@ Options parse(int argc, char** argv) {
     else if (a == "--latency-rate") o.latency_rate = std::stod(need(i));
     else if (a == "--latency-mix") {
       const std::string mix = need(i);
-      if (mix != "one-way" && mix != "two-way") throw std::runtime_error("--latency-mix is one-way or two-way");
+      if (mix != "one-way" && mix != "two-way") throw std::runtime_error("--latency-mix is two-way (the default) or one-way");
       o.latency_two_way = mix == "two-way";
     }
     else if (a == "--pace-us") o.pace_us = std::max(10, std::stoi(need(i)));
+    else if (a == "--latency-wait") {
+      const std::string w = need(i);
+      if (w != "timer" && w != "epoll") throw std::runtime_error("--latency-wait is timer (the default) or epoll");
+      o.latency_wait_epoll = w == "epoll";
+    }
     else if (a == "--server-pid") o.server_pid = std::stoi(need(i));
     else if (a == "--connect-concurrency") o.connect_concurrency = std::stoi(need(i));
     else if (a == "--join-concurrency") o.join_concurrency = std::stoi(need(i));

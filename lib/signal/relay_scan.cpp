@@ -134,6 +134,22 @@ class Scanner {
     return i_ == t_.size();
   }
 
+  // Skips white space and takes c if it is next.
+  bool expect(char c) {
+    ws();
+    return peek(c);
+  }
+
+  // The object at the cursor (after white space), recording its members and its whole text.
+  bool object_here(int depth, Member* out, std::size_t cap, std::size_t& count, std::string_view& raw) {
+    ws();
+    if (!peek_is('{')) return false;
+    const std::size_t start = i_;
+    if (!object(depth, out, cap, count)) return false;
+    raw = t_.substr(start, i_ - start);
+    return true;
+  }
+
  private:
   void ws() {
     while (i_ < t_.size() && (t_[i_] == ' ' || t_[i_] == '\t' || t_[i_] == '\n' || t_[i_] == '\r')) ++i_;
@@ -217,15 +233,18 @@ class Scanner {
 
 constexpr std::size_t kMaxMembers = 16;
 
+bool unique_keys(const std::array<Member, kMaxMembers>& m, std::size_t n) {
+  for (std::size_t a = 0; a < n; ++a)
+    for (std::size_t b = a + 1; b < n; ++b)
+      if (m[a].key == m[b].key) return false;
+  return true;
+}
+
 // The members of an object already validated; false when there are too many or a key repeats.
 bool members(const Val& obj, int depth, int max_depth, std::array<Member, kMaxMembers>& out, std::size_t& n) {
   Scanner s(obj.raw, max_depth);
   n = 0;
-  if (!s.object(depth, out.data(), out.size(), n)) return false;
-  for (std::size_t a = 0; a < n; ++a)
-    for (std::size_t b = a + 1; b < n; ++b)
-      if (out[a].key == out[b].key) return false;
-  return true;
+  return s.object(depth, out.data(), out.size(), n) && unique_keys(out, n);
 }
 
 const Val* find(const std::array<Member, kMaxMembers>& m, std::size_t n, std::string_view key) {
@@ -271,25 +290,25 @@ bool candidate_ok(const Val* c, int max_depth) {
 std::optional<RelayScan> scan_relay(std::string_view sio_text, const ProtocolLimits& limits, int max_depth) {
   // EVENT, root namespace, no ack id: "2[" straight away.
   if (sio_text.size() < 4 || sio_text[0] != '2' || sio_text[1] != '[') return std::nullopt;
+  // [name, first, {payload}] in one pass: the payload's members are recorded as it is
+  // validated, not found by scanning it again (scanning was the largest user-space cost of a
+  // relay). Depths as the generic array/object walk counts them: the array 1, its elements 2.
   Scanner top(sio_text.substr(1), max_depth);
-  std::array<Val, 3> args;
-  std::size_t count = 0;
-  if (!top.array(1, args.data(), args.size(), &count) || count != 3 || !top.at_end()) return std::nullopt;
-
+  Val name, first;
+  std::array<Member, kMaxMembers> m;
+  std::size_t n = 0;
   RelayScan r;
-  const Val& name = args[0];
+  if (max_depth < 1 || !top.expect('[') || !top.value(name, 2) || !top.expect(',') || !top.value(first, 2) ||
+      !top.expect(',') || !top.object_here(2, m.data(), m.size(), n, r.payload) || !top.expect(']') || !top.at_end() ||
+      !unique_keys(m, n))
+    return std::nullopt;
+
   if (name.type != Val::string || name.escaped) return std::nullopt;
   if (name.inner == "offer") r.kind = RelayScan::Kind::offer;
   else if (name.inner == "answer") r.kind = RelayScan::Kind::answer;
   else if (name.inner == "candidate") r.kind = RelayScan::Kind::candidate;
   else return std::nullopt;
-  if (!plain_string(&args[1], limits.max_id, r.first)) return std::nullopt;
-  if (args[2].type != Val::object) return std::nullopt;
-  r.payload = args[2].raw;
-
-  std::array<Member, kMaxMembers> m;
-  std::size_t n;
-  if (!members(args[2], 2, max_depth, m, n)) return std::nullopt;
+  if (!plain_string(&first, limits.max_id, r.first)) return std::nullopt;
   if (!plain_string(find(m, n, "streamId"), limits.max_stream_id, r.stream_id) ||
       !plain_string(find(m, n, "userId"), limits.max_id, r.user_id))
     return std::nullopt;

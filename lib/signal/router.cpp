@@ -85,6 +85,7 @@ Actions Router::on_open(SocketId s, std::string_view peer_ip, std::int64_t now) 
   st.tokens = config_.message_burst;
   st.last_refill = now;
   sockets_.emplace(s, std::move(st));
+  unconnected_.emplace(now, s);
   ++per_ip_[ip];
   ++counters_.connections_total;
   return {};
@@ -96,6 +97,7 @@ Actions Router::on_close(SocketId s, std::int64_t now) {
   leave_all(out, s, now);
   const std::string ip = sockets_.at(s).ip;
   if (auto it = per_ip_.find(ip); it != per_ip_.end() && --it->second == 0) per_ip_.erase(it);
+  if (const auto& st = sockets_.at(s); !st.connected) unconnected_.erase({st.opened_at, s});
   sockets_.erase(s);
   // Nothing more can reach the closed socket.
   std::erase_if(out.actions, [s](const Action& a) {
@@ -215,6 +217,7 @@ void Router::handle_packet(Out& out, SocketId s, SocketState& st, const SioPacke
     case SioType::connect:
       if (st.connected) return;
       st.connected = true;
+      unconnected_.erase({st.opened_at, s});
       {
         Json ok;
         ok["sid"] = make_sid(random_);
@@ -226,6 +229,7 @@ void Router::handle_packet(Out& out, SocketId s, SocketState& st, const SioPacke
       if (!st.connected) return;
       leave_all(out, s, now);
       st.connected = false;
+      unconnected_.emplace(st.opened_at, s);  // as before CONNECT: the tick's deadline applies again
       st.nonce.clear();
       return;
     case SioType::event:
@@ -663,9 +667,11 @@ Actions Router::on_tick(std::int64_t now) {
   Out out(counters_);
   expire(now);
   std::vector<SocketId> silent;
-  for (const auto& [id, st] : sockets_)
-    if (!st.connected && now - st.opened_at >= config_.connect_timeout_ms) silent.push_back(id);
-  std::sort(silent.begin(), silent.end());  // a hashed map: close in a stable order
+  for (const auto& [opened_at, id] : unconnected_) {
+    if (now - opened_at < config_.connect_timeout_ms) break;
+    silent.push_back(id);
+  }
+  std::sort(silent.begin(), silent.end());  // close in a stable order
   for (auto id : silent) close_socket(out, id, "no Socket.IO CONNECT in time");
 
   // A lookup that timed out fails the joins waiting on it; the next join asks again.
@@ -797,6 +803,13 @@ std::string Router::check() const {
       if (!on(w.socket)) return "stream " + id + ": a watcher's socket does not list it";
     }
   }
+  std::size_t unconnected = 0;
+  for (const auto& [s, st] : sockets_) {
+    if (st.connected) continue;
+    ++unconnected;
+    if (!unconnected_.count({st.opened_at, s})) return "socket " + std::to_string(s) + ": not connected, but not timed";
+  }
+  if (unconnected != unconnected_.size()) return "the connect deadlines list sockets that are gone or connected";
   return {};
 }
 

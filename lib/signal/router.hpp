@@ -281,6 +281,9 @@ class Router {
     std::size_t operator()(std::string_view t) const noexcept { return std::hash<std::string_view>{}(t); }
   };
   std::unordered_map<SocketId, SocketState> sockets_;
+  // Sockets still without a Socket.IO CONNECT, by (opened_at, id): the tick looks at the oldest
+  // only. Scanning every socket there stalled relaying for milliseconds at 10,000 connections.
+  std::set<std::pair<std::int64_t, SocketId>> unconnected_;
   std::map<std::string, std::size_t, std::less<>> per_ip_;
   std::unordered_map<std::string, Stream, TextHash, std::equal_to<>> streams_;
   std::vector<PendingJoin> pending_;

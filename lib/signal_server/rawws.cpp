@@ -124,6 +124,10 @@ RawSockets::RawSockets(GMainContext* context, Events events, std::size_t max_pay
   epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
   source_ = g_unix_fd_source_new(epfd_, G_IO_IN);
   g_source_set_callback(source_, G_SOURCE_FUNC(&RawSockets::on_ready), this, nullptr);
+  // GLib takes a source's fds out of the poll set while it dispatches and puts them back after,
+  // and each change writes the context's wake-up eventfd: two writes, a read and a spare loop
+  // iteration per wake-up. dispatch() never re-enters the loop, so the guard is not needed.
+  g_source_set_can_recurse(source_, TRUE);
   g_source_attach(source_, context);
   reaper_ = g_timeout_source_new(500);
   g_source_set_callback(

@@ -11,6 +11,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <limits>
+#include <queue>
 #include <span>
 #include <unordered_map>
 #include <utility>
@@ -116,6 +118,16 @@ struct Conn {
   std::size_t queued_bytes = 0;
   bool doomed = false;  // closed at the next tick (a slow reader)
   std::string doom_reason;
+  std::int64_t armed = kUnarmed;  // the session deadline queued in Impl::timers
+  static constexpr std::int64_t kUnarmed = std::numeric_limits<std::int64_t>::max();
+};
+
+// A session deadline (ping due or pong late), queued so that the tick does not visit every
+// connection: at 10,000 connections that visit stalled relaying for milliseconds every tick.
+struct Deadline {
+  std::int64_t at;
+  SocketId id;
+  bool operator>(const Deadline& o) const { return at > o.at; }
 };
 
 struct Server::Impl {
@@ -133,6 +145,10 @@ struct Server::Impl {
   std::unordered_map<RawSockets::LinkId, SocketId> raw_owner;
   std::unordered_map<SocketId, std::unique_ptr<Conn>> conns;
   std::unordered_map<std::string, SocketId> by_sid;
+  // Deadlines, earliest first. An entry counts only while it equals its connection's `armed`;
+  // a deadline that moves later is found when the old entry comes up, and queued again then.
+  std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> timers;
+  std::vector<SocketId> doomed_ids;
   SocketId next_id = 1;
   std::uint16_t bound_port = 0;
   std::string host_text;
@@ -196,6 +212,7 @@ struct Server::Impl {
   void doom(Conn& c, std::string reason);
 
   // ---- time and chain ----
+  void arm(Conn& c);
   void tick();
   void chain_results(ChainResults r);
   std::string metrics() const;
@@ -420,6 +437,7 @@ std::optional<SocketId> Server::Impl::open_session(Transport t, const std::strin
   by_sid.emplace(conn->session.sid(), id);
   if (logs(1)) say(1, fmt::format("open #{} {} from {} ({})", id, conn->session.sid(), ip,
                      t == Transport::polling ? "polling" : "websocket"));
+  arm(*conn);
   conns.emplace(id, std::move(conn));
   apply(std::move(actions));
   return id;
@@ -686,6 +704,7 @@ void Server::Impl::doom(Conn& c, std::string reason) {
   if (c.doomed) return;
   c.doomed = true;
   c.doom_reason = std::move(reason);
+  doomed_ids.push_back(c.id);
   ++slow_client_drops;
 }
 
@@ -697,7 +716,8 @@ void Server::Impl::feed(SocketId id, signal::SessionOutput out) {
     apply(router.on_message(id, m, now_ms()));
     if (!find(id)) return;  // the router closed it
   }
-  if (out.closed) close_conn(id, out.reason, Why::session);
+  if (out.closed) return close_conn(id, out.reason, Why::session);
+  if ((c = find(id))) arm(*c);  // a pong moves the deadline
 }
 
 void Server::Impl::deliver(Conn& c, Transport via, std::string packet) {
@@ -781,17 +801,32 @@ void Server::Impl::close_conn(SocketId id, const std::string& reason, Why why) {
 
 // ---- time and chain ----
 
+// Queues c's session deadline unless an entry at or before it is already queued.
+void Server::Impl::arm(Conn& c) {
+  const std::int64_t at = c.session.next_deadline();
+  if (at >= c.armed) return;
+  c.armed = at;
+  timers.push(Deadline{at, c.id});
+}
+
 void Server::Impl::tick() {
   const auto now = now_ms();
-  std::vector<SocketId> due, doomed;
-  for (const auto& [id, c] : conns) {
-    if (c->doomed) doomed.push_back(id);
-    else if (c->session.next_deadline() <= now) due.push_back(id);
-  }
+  std::vector<SocketId> doomed;
+  doomed.swap(doomed_ids);
   for (auto id : doomed)
-    if (Conn* c = find(id)) close_conn(id, c->doom_reason, Why::server);
+    if (Conn* c = find(id); c && c->doomed) close_conn(id, c->doom_reason, Why::server);
+  std::vector<SocketId> due;
+  while (!timers.empty() && timers.top().at <= now) {
+    const Deadline d = timers.top();
+    timers.pop();
+    Conn* c = find(d.id);
+    if (!c || c->armed != d.at) continue;  // gone, or queued again since
+    c->armed = Conn::kUnarmed;
+    if (c->session.next_deadline() <= now) due.push_back(d.id);
+    else arm(*c);  // moved later (a pong): wait for the new one
+  }
   for (auto id : due)
-    if (Conn* c = find(id)) feed(id, c->session.on_tick(now));
+    if (Conn* c = find(id)) feed(id, c->session.on_tick(now));  // feed queues the next deadline
   apply(router.on_tick(now));
 }
 

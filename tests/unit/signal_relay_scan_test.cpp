@@ -287,3 +287,23 @@ TEST(SignalRelayScan, SeesEverySpecialByteAtAnyOffsetInAString) {
     }
   }
 }
+
+// The one-pass scan counts nesting as the full parser does: array 1, payload 2, candidate 3.
+TEST(SignalRelayScan, CountsDepthLikeTheFullParser) {
+  const std::string ct = candidate(), ot = offer();
+  EXPECT_TRUE(scan_relay(ct, {}, 3));
+  EXPECT_TRUE(scan_relay(ot, {}, 3));
+  for (int depth : {0, 1, 2}) {
+    EXPECT_FALSE(scan_relay(ct, {}, depth)) << depth;
+    EXPECT_FALSE(scan_relay(ot, {}, depth)) << depth;
+  }
+  // White space between the arguments is fine; the payload views stay exact.
+  const std::string spaced = R"(2[ "candidate" , ")" + kB + R"(" , {"userId":")" + kW +
+                             R"(","streamId":"s","candidate":{"candidate":"c"}} ])";
+  auto r = scan_relay(spaced, {});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->first, kB);
+  EXPECT_EQ(r->payload.front(), '{');
+  EXPECT_EQ(r->payload.back(), '}');
+  EXPECT_EQ(r->candidate, R"({"candidate":"c"})");
+}

@@ -835,6 +835,33 @@ TEST(SignalRouter, SocketIoHousekeeping) {
   EXPECT_EQ(refusal_name(Refusal::busy), "busy");
 }
 
+// The tick looks only at sockets without a CONNECT (oldest first), not at every socket: connected
+// ones are never timed out, one that leaves the namespace is timed from its opening again, and
+// one that closes is forgotten.
+TEST(SignalRouter, ConnectDeadlinesFollowConnectDisconnectAndClose) {
+  Harness h;
+  const auto t0 = h.now;
+  h.open(1);
+  h.msg(1, "0");
+  h.open(2);
+  h.msg(2, "0");
+  h.open(3);
+  h.router.on_close(3, t0);
+  h.open(4);
+  EXPECT_EQ(h.router.check(), "");
+  EXPECT_TRUE(h.msg(2, "1").empty());  // Socket.IO DISCONNECT: back to waiting for CONNECT
+  EXPECT_EQ(h.router.check(), "");
+  EXPECT_TRUE(h.router.on_tick(t0 + 44999).empty());
+  auto closes = h.router.on_tick(t0 + 45000);
+  std::vector<SocketId> closed;
+  for (const auto& a : closes)
+    if (auto* c = std::get_if<CloseAction>(&a)) closed.push_back(c->socket);
+  EXPECT_THAT(closed, ElementsAre(2, 4));
+  EXPECT_EQ(h.router.check(), "");
+  EXPECT_TRUE(h.router.on_tick(t0 + 90000).empty());  // socket 1 stays: it is connected
+  EXPECT_EQ(h.router.counters().connections_open, 1u);
+}
+
 // ---- relay trees ----
 
 namespace {
