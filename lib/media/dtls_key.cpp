@@ -104,21 +104,19 @@ bool write_key(const std::filesystem::path& file, EVP_PKEY* k, std::string& why)
   tmp += ".tmp." + std::to_string(::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   FILE* f = fd >= 0 ? ::fdopen(fd, "wb") : nullptr;
-  if (f == nullptr) {
-    if (fd >= 0) ::close(fd);
-    why = "cannot store the DTLS key in " + file.string() + ": the next start will make one again";
-    return false;
+  bool ok = f != nullptr;
+  if (ok) {
+    ok = PEM_write_PrivateKey(f, k, nullptr, nullptr, 0, nullptr, nullptr) == 1;
+    ok = (std::fflush(f) == 0) && ok && ::fsync(::fileno(f)) == 0;
+    ok = (std::fclose(f) == 0) && ok;
+  } else if (fd >= 0) {
+    ::close(fd);
   }
-  bool ok = PEM_write_PrivateKey(f, k, nullptr, nullptr, 0, nullptr, nullptr) == 1;
-  ok = (std::fflush(f) == 0) && ok && ::fsync(::fileno(f)) == 0;
-  ok = (std::fclose(f) == 0) && ok;
   if (ok) fs::rename(tmp, file, ec);
-  if (!ok || ec) {
-    fs::remove(tmp, ec);
-    why = "cannot store the DTLS key in " + file.string() + ": the next start will make one again";
-    return false;
-  }
-  return true;
+  if (ok && !ec) return true;
+  fs::remove(tmp, ec);
+  why = "cannot store the DTLS key in " + file.string() + ": the next start will make one again";
+  return false;
 }
 
 // Copies the key's parts into an RSA made by the caller (the plugin's RSA_new()).

@@ -13,6 +13,7 @@
 
 #include "vara_metadata/embedded.hpp"
 #include "gear_rpc/extrinsic.hpp"
+#include "temp_dir.hpp"
 #include "w3b/messages.hpp"
 
 namespace p2p::devnode {
@@ -37,22 +38,7 @@ const metadata::Metadata& vara() {
   return m;
 }
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "p2p-devnode-test-XXXXXX").string();
-    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-    dir_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-  const std::filesystem::path& path() const { return dir_; }
-
- private:
-  std::filesystem::path dir_;
-};
+using p2p::test::TempDir;
 
 keys::Keypair key(std::uint8_t n) {
   keys::Seed s{};

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "keys/ed25519.hpp"
+#include "temp_dir.hpp"
 #include "ledger/ledger.hpp"
 #include "program/w3bstreaming.hpp"
 #include "sails/sails.hpp"
@@ -34,23 +35,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace p2p::w3b;
 
-// A fresh directory per test, removed afterwards.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "ledger_test.XXXXXX").string();
-    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using p2p::test::TempDir;
 
 // A second, raw connection to the file, as a tamperer would use.
 class RawDb {

@@ -14,6 +14,7 @@
 #include <fstream>
 
 #include "media/dtls_key.hpp"
+#include "temp_dir.hpp"
 
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"  // RSA_* is what the plugin uses
 
@@ -22,17 +23,10 @@ using namespace p2p::media;
 
 namespace {
 
-struct TempDir {
-  fs::path dir;
-  TempDir() {
-    std::string t = (fs::temp_directory_path() / "p2p-dtls-XXXXXX").string();
-    dir = ::mkdtemp(t.data());
-  }
-  ~TempDir() {
-    use_dtls_key_file({});
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
+// A private directory; the key file setting goes back to none when the test ends.
+struct TempDir : p2p::test::TempDir {
+  TempDir() : p2p::test::TempDir("p2p-dtls") {}
+  ~TempDir() { use_dtls_key_file({}); }
 };
 
 std::string modulus_hex(const EVP_PKEY* k) {
@@ -56,7 +50,7 @@ void write_pem(const fs::path& file, EVP_PKEY* k) {
 
 TEST(MediaDtlsKey, MadeOnceStoredPrivatelyAndReadBack) {
   TempDir t;
-  const auto file = t.dir / "sub" / "dtls-key.pem";
+  const auto file = t.path() / "sub" / "dtls-key.pem";
   use_dtls_key_file(file);
   auto first = detail::dtls_key_for_certificate();
   ASSERT_TRUE(first);
@@ -86,7 +80,7 @@ TEST(MediaDtlsKey, NoFileMeansAFreshKeyEachTime) {
 
 TEST(MediaDtlsKey, BadOldOrExposedFilesAreReplaced) {
   TempDir t;
-  const auto file = t.dir / "dtls-key.pem";
+  const auto file = t.path() / "dtls-key.pem";
   use_dtls_key_file(file);
   auto check_replaced = [&](const char* says) {
     auto k = detail::dtls_key_for_certificate();
@@ -160,7 +154,7 @@ TEST(MediaDtlsKey, TheExportedFunctionServesThePluginsRequestOnly) {
   EXPECT_NE(found, libcrypto) << "the executable does not export its RSA_generate_key_ex";
 
   TempDir t;
-  use_dtls_key_file(t.dir / "dtls-key.pem");
+  use_dtls_key_file(t.path() / "dtls-key.pem");
   auto stored = detail::dtls_key_for_certificate();
   ASSERT_TRUE(stored);
 
