@@ -41,6 +41,7 @@
 #include <cstring>
 #include <deque>
 #include <fstream>
+#include <sstream>
 #include <iterator>
 #include <map>
 #include <stdexcept>
@@ -125,6 +126,52 @@ double steal_s() {
   return cpu == "cpu" ? static_cast<double>(v[7]) / static_cast<double>(sysconf(_SC_CLK_TCK)) : -1;
 }
 
+// Steal (as steal_s) of one CPU: a stolen slice on the server's CPU stalls the server itself.
+double cpu_steal_s(int cpu) {
+  std::ifstream in("/proc/stat");
+  const std::string want = "cpu" + std::to_string(cpu);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream f(line);
+    std::string name;
+    f >> name;
+    if (name != want) continue;
+    long long v[8] = {};
+    for (auto& x : v) f >> x;
+    return static_cast<double>(v[7]) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  }
+  return -1;
+}
+
+// The fields of /proc/PID/stat after the command name (so field N of proc(5) is [N - 3]).
+std::vector<std::string> stat_fields(int pid) {
+  std::vector<std::string> f;
+  if (pid <= 0) return f;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto close = all.rfind(')');
+  if (close == std::string::npos || close + 2 > all.size()) return f;
+  std::istringstream words(all.substr(close + 2));
+  for (std::string w; words >> w;) f.push_back(w);
+  return f;
+}
+
+// The CPU a process last ran on (field 39 of /proc/PID/stat), or -1.
+int last_cpu(int pid) {
+  auto f = stat_fields(pid);
+  return f.size() < 37 ? -1 : std::atoi(f[36].c_str());
+}
+
+// Seconds the process's threads were runnable but waited for a CPU inside this machine (the
+// second field of /proc/PID/schedstat): other work on the server's CPU, not the hypervisor.
+double run_wait_s(int pid) {
+  if (pid <= 0) return -1;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/schedstat");
+  long long on = 0, wait = -1;
+  in >> on >> wait;
+  return wait < 0 ? -1 : static_cast<double>(wait) / 1e9;
+}
+
 long rss_kib(int pid) {
   if (pid <= 0) return -1;
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
@@ -136,21 +183,7 @@ long rss_kib(int pid) {
 
 // CPU seconds (user + system) the process has used, from /proc/PID/stat.
 double cpu_s(int pid) {
-  if (pid <= 0) return -1;
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  auto close = all.rfind(')');
-  if (close == std::string::npos) return -1;
-  std::vector<std::string> f;
-  std::string cur;
-  for (char ch : all.substr(close + 2)) {
-    if (ch == ' ') {
-      f.push_back(cur);
-      cur.clear();
-    } else {
-      cur += ch;
-    }
-  }
+  auto f = stat_fields(pid);
   if (f.size() < 13) return -1;
   // Fields 14 and 15 of stat (utime, stime) are 11 and 12 after the command name.
   return static_cast<double>(std::stoll(f[11]) + std::stoll(f[12])) / static_cast<double>(sysconf(_SC_CLK_TCK));
@@ -232,6 +265,7 @@ class Load {
       check_timeout(t0, "connect");
     }
     const double connect_s = (now_ns() - t0) / 1e9;
+    std::fprintf(stderr, "signal_load: %d connections in %.1f s; joining\n", connected_, connect_s);
     const long rss_connected = rss_kib(o_.server_pid);
 
     // ---- join and exchange ----
@@ -265,6 +299,7 @@ class Load {
     const std::uint64_t exchange_relayed = received_relays_;
 
     // ---- peak throughput (closed loop) ----
+    std::fprintf(stderr, "signal_load: %d streams and %d watchers joined; peak phase (%.0f s)\n", live_, admitted_, o_.peak_s);
     phase_ = 'p';
     received_relays_ = 0;
     for (auto& c : conns_)
@@ -306,7 +341,10 @@ class Load {
     const double interval_ns = rate > 0 ? 1e9 / rate : 1e9;
     const std::int64_t pace_ns = static_cast<std::int64_t>(o_.pace_us) * 1000;
     std::uint64_t sent = 0;
+    std::fprintf(stderr, "signal_load: peak %.0f relayed/s; latency phase at %.0f msg/s (%.0f s)\n", peak, rate, o_.latency_s);
     const double lcpu0 = cpu_s(o_.server_pid), lself0 = cpu_s(static_cast<int>(::getpid())), steal0 = steal_s();
+    const int server_cpu_no = last_cpu(o_.server_pid);
+    const double server_steal0 = cpu_steal_s(server_cpu_no), wait0 = run_wait_s(o_.server_pid);
     const auto tl = now_ns();
     auto due_at = [&](std::uint64_t k) { return tl + static_cast<std::int64_t>(static_cast<double>(k) * interval_ns); };
     while (sent < total && !senders.empty()) {
@@ -332,6 +370,8 @@ class Load {
     const double lat_server_cpu = (cpu_s(o_.server_pid) - lcpu0) / lat_dur;
     const double lat_load_cpu = (cpu_s(static_cast<int>(::getpid())) - lself0) / lat_dur;
     const double lat_steal = (steal_s() - steal0) / lat_dur / static_cast<double>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
+    const double lat_server_steal = server_cpu_no < 0 ? -1 : (cpu_steal_s(server_cpu_no) - server_steal0) / lat_dur;
+    const double lat_server_wait = wait0 < 0 ? -1 : (run_wait_s(o_.server_pid) - wait0) / lat_dur;
     auto settle = now_ns() + 1'000'000'000LL;
     while (now_ns() < settle && latencies_.size() < sent) poll(5);
     auto pct = [](std::vector<std::int64_t>& v, double p) -> double {
@@ -356,12 +396,12 @@ class Load {
         "\"peak_relayed_per_s\":%.1f,\"peak_server_cpu\":%.2f,\"peak_loadgen_cpu\":%.2f,\"latency_rate_per_s\":%.1f,\"latency_sent\":%llu,\"latency_received\":%zu,"
         "\"latency_p50_ms\":%.3f,\"latency_p99_ms\":%.3f,\"latency_p999_ms\":%.3f,\"latency_max_ms\":%.3f,"
         "\"latency_user_p50_ms\":%.3f,\"latency_user_p99_ms\":%.3f,\"sender_lag_p99_ms\":%.3f,\"sender_lag_max_ms\":%.3f,"
-        "\"latency_server_cpu\":%.2f,\"latency_loadgen_cpu\":%.2f,\"latency_steal\":%.3f,"
+        "\"latency_server_cpu\":%.2f,\"latency_loadgen_cpu\":%.2f,\"latency_steal\":%.3f,\"latency_server_steal\":%.3f,\"latency_server_wait\":%.4f,"
         "\"rss_idle_kib\":%ld,\"rss_connected_kib\":%ld,\"rss_joined_kib\":%ld,\"rss_peak_kib\":%ld}\n",
         conns_.size(), open, failed_, server_closes_, connect_s, connected_ / std::max(connect_s, 1e-9), live_, admitted_,
         broadcast_s, watch_s, (live_ + admitted_) / std::max(broadcast_s + watch_s, 1e-9), join_refused_, errors_,
         exchange_s, static_cast<unsigned long long>(exchange_relayed), peak, server_cpu, load_cpu, rate, static_cast<unsigned long long>(sent),
-        latencies_.size(), p50, p99, p999, lmax, up50, up99, lag99, lagmax, lat_server_cpu, lat_load_cpu, lat_steal, rss_idle,
+        latencies_.size(), p50, p99, p999, lmax, up50, up99, lag99, lagmax, lat_server_cpu, lat_load_cpu, lat_steal, lat_server_steal, lat_server_wait, rss_idle,
         rss_connected, rss_joined, rss_peak);
   }
 

@@ -8,6 +8,7 @@
 #   bench/signal/run.sh [--conns 10000] [--watchers 9] [--rounds 2] [--peak-s 5] [--latency-s 5]
 #                       [--window 2] [--build DIR] [--no-build] [--json] [--priority] [--quick] [--trace DIR]
 #                       [--latency-rate MSG_PER_S] [--latency-mix two-way|one-way] [--latency-wait timer|epoll]
+#                       [--ours-only]
 #
 # "p99 < 5 ms at 50% of peak load" (the target) is judged on the peak's own traffic at half its rate:
 # the peak phase is two-way (each watcher's candidates go to its broadcaster and are echoed back), so
@@ -24,6 +25,7 @@
 # compare builds (or servers) at one load; the summary then says so instead of judging the target.
 # --trace DIR writes each round's per-message latencies (DIR/ours.N.trace, ref.N.trace: "send_us latency_us",
 # send_us on the wall clock; a first comment line gives its offset from CLOCK_MONOTONIC for perf -k mono).
+# --ours-only skips the node reference (no ratios): for comparing builds of p2pstream quickly.
 # --quick (or BENCH_QUICK=1): 2,000 connections, one round, 3 s phases; under 2 minutes once built.
 # Latency is one-way, sender's send() to the kernel's receive timestamp on the receiving socket,
 # with an open-loop sender on a fixed schedule at 50% of that server's own measured peak.
@@ -34,7 +36,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-CONNS=10000 WATCHERS=9 ROUNDS=2 PEAK_S=5 LAT_S=5 WINDOW=2 BUILD=${BUILD:-/tmp/p2pstream-bench-signal} DO_BUILD=1 JSON=0 PRIORITY=0 TRACE="" LAT_RATE=0 LAT_MIX=two-way LAT_WAIT=timer
+CONNS=10000 WATCHERS=9 ROUNDS=2 PEAK_S=5 LAT_S=5 WINDOW=2 BUILD=${BUILD:-/tmp/p2pstream-bench-signal} DO_BUILD=1 JSON=0 PRIORITY=0 TRACE="" LAT_RATE=0 LAT_MIX=two-way LAT_WAIT=timer OURS_ONLY=0
 quick() { CONNS=2000 ROUNDS=1 PEAK_S=3 LAT_S=3; }
 if [ "${BENCH_QUICK:-0}" = 1 ]; then quick; fi
 while [ $# -gt 0 ]; do
@@ -50,6 +52,7 @@ while [ $# -gt 0 ]; do
     --no-build) DO_BUILD=0; shift ;;
     --json) JSON=1; shift ;;
     --priority) PRIORITY=1; shift ;;
+    --ours-only) OURS_ONLY=1; shift ;;
     --trace) TRACE=$2; mkdir -p "$TRACE"; shift 2 ;;
     --latency-rate) LAT_RATE=$2; shift 2 ;;
     --latency-mix)
@@ -77,7 +80,9 @@ fi
 P2P=$BUILD/cli/p2pstream PREP=$BUILD/bench/signal/signal_prep LOAD=$BUILD/bench/signal/signal_load
 for f in "$P2P" "$PREP" "$LOAD"; do [ -x "$f" ] || { echo "run.sh: $f is missing (build first)" >&2; exit 1; }; done
 HAVE_NODE=1
-if ! command -v node >/dev/null || [ ! -d "$ROOT/tests/js/node_modules/socket.io" ]; then
+if [ "$OURS_ONLY" = 1 ]; then
+  HAVE_NODE=0
+elif ! command -v node >/dev/null || [ ! -d "$ROOT/tests/js/node_modules/socket.io" ]; then
   HAVE_NODE=0
   echo "run.sh: node or tests/js/node_modules/socket.io missing (npm ci --prefix tests/js): no reference run" >&2
 fi
@@ -173,6 +178,8 @@ function figures(runs) {
     latency_rate_per_s: m((r) => r.latency_rate_per_s),
     latency_server_cpu: m((r) => r.latency_server_cpu),
     latency_steal: m((r) => r.latency_steal),
+    latency_server_steal: m((r) => r.latency_server_steal),
+    latency_server_wait: m((r) => r.latency_server_wait),
     latency_p50_ms: m((r) => r.latency_p50_ms),
     latency_p99_ms: m((r) => r.latency_p99_ms),
     latency_p999_ms: m((r) => r.latency_p999_ms),
@@ -209,6 +216,8 @@ const rows = [
    (x) => f(x.latency_rate_per_s, 0)],
   ["  server CPU at that load (cores)", (x) => f(x.latency_server_cpu, 2)],
   ["  hypervisor steal meanwhile (% of CPU)", (x) => f(x.latency_steal * 100, 1)],
+  ["    of the server's own CPU (%)", (x) => f(x.latency_server_steal * 100, 1)],
+  ["  server waited for its CPU (% of time)", (x) => f(x.latency_server_wait * 100, 2)],
   ["relay latency p50 (ms)", (x) => f(x.latency_p50_ms, 3)],
   ["relay latency p99 (ms)", (x) => f(x.latency_p99_ms, 3)],
   ["  p99.9 (ms)", (x) => f(x.latency_p999_ms, 3)],
@@ -231,6 +240,7 @@ if (rounds > 1) {
   if (out.ratio_relayed_rounds) console.log(`per round: relayed/s ratio ${out.ratio_relayed_rounds.map((r) => f(r, 2) + "x").join(" ")}`);
   console.log(`per round: p99 ms p2pstream ${each("ours", "latency_p99_ms", 2)}; node ${each("ref", "latency_p99_ms", 2)}`);
   console.log(`per round: relayed/s p2pstream ${each("ours", "peak_relayed_per_s", 0)}; node ${each("ref", "peak_relayed_per_s", 0)}`);
+  console.log(`per round: steal on the server's CPU (%) p2pstream ${read("ours").map((r) => f(r.latency_server_steal * 100, 1)).join(" ")}`);
 }
 if (ours) {
   const ok = (b) => (b ? "met" : "NOT met");

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace p2p::signal_server {
@@ -94,10 +95,12 @@ struct RawSockets::Link {
   std::string in;
   std::string out;
   std::size_t out_at = 0;  // bytes of `out` already sent
+  std::uint64_t owner = 0;
   std::string frag;        // a fragmented text message being put together
   bool in_frag = false;
   bool writing = false;  // EPOLLOUT is on
   bool dirty = false;    // in dirty_
+  bool unread = false;   // in unread_
   std::int64_t closing_since = 0;
   bool fin_sent = false;  // closing: our side is shut down, waiting for the peer's
 };
@@ -119,8 +122,8 @@ std::string close_payload(std::uint16_t code, std::string_view reason) {
 
 }  // namespace
 
-RawSockets::RawSockets(GMainContext* context, Events events, std::size_t max_payload)
-    : events_(std::move(events)), max_payload_(max_payload) {
+RawSockets::RawSockets(GMainContext* context, Events events, std::size_t max_payload, std::size_t read_budget)
+    : events_(std::move(events)), max_payload_(max_payload), read_budget_(std::max<std::size_t>(read_budget, 1)) {
   epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
   source_ = g_unix_fd_source_new(epfd_, G_IO_IN);
   g_source_set_callback(source_, G_SOURCE_FUNC(&RawSockets::on_ready), this, nullptr);
@@ -157,13 +160,18 @@ gboolean RawSockets::on_ready(gint, GIOCondition, gpointer self) {
   return G_SOURCE_CONTINUE;
 }
 
-RawSockets::LinkId RawSockets::adopt(GIOStream* stream, int fd) {
+// Edge-triggered: a level-triggered socket is polled again on the next epoll_wait after each
+// event only to find it drained, one tcp_poll per message for nothing.
+constexpr std::uint32_t kInputEvents = EPOLLIN | EPOLLET;
+
+RawSockets::LinkId RawSockets::adopt(GIOStream* stream, int fd, std::uint64_t owner) {
   auto l = std::make_unique<Link>();
   l->id = next_++;
   l->fd = fd;
+  l->owner = owner;
   l->stream = G_IO_STREAM(g_object_ref(stream));
   epoll_event ev{};
-  ev.events = EPOLLIN;
+  ev.events = kInputEvents;
   ev.data.u64 = l->id;
   ::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev);
   LinkId id = l->id;
@@ -178,9 +186,26 @@ void RawSockets::dispatch() {
   // together cost about as much CPU as relaying a message. Bounded, so that timers and new HTTP
   // connections still get their turn.
   for (int round = 0; round < kRoundsPerWake; ++round)
-    if (dispatch_batch() == 0) break;
+    if (dispatch_batch() + read_unread() == 0) break;
   flush_dirty();
   batching_ = false;
+  // Data left behind by a capped read raises no new edge: come back on the next iteration
+  // (a ready time stays until it is changed, so it is unset again when nothing waits).
+  g_source_set_ready_time(source_, unread_.empty() ? -1 : 0);
+}
+
+int RawSockets::read_unread() {
+  if (unread_.empty()) return 0;
+  reading_.clear();
+  reading_.swap(unread_);
+  for (auto id : reading_) {
+    auto it = links_.find(id);
+    if (it == links_.end()) continue;
+    it->second->unread = false;
+    read(id);
+  }
+  flush_dirty();
+  return static_cast<int>(reading_.size());
 }
 
 int RawSockets::dispatch_batch() {
@@ -200,7 +225,7 @@ int RawSockets::dispatch_batch() {
         // connection and the peer could lose our last frames (the error and the close).
         char sink[16384];
         ssize_t n;
-        while ((n = ::recv(l.fd, sink, sizeof sink, 0)) > 0) {
+        while ((n = ::recv(l.fd, sink, sizeof sink, 0)) > 0 || (n < 0 && errno == EINTR)) {
         }
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
           drop(id);
@@ -225,16 +250,25 @@ int RawSockets::dispatch_batch() {
 void RawSockets::read(LinkId id) {
   Link* l = links_.at(id).get();
   char buf[65536];
-  // A few reads per wake-up at most, so one busy client cannot starve the others.
-  for (int round = 0; round < 4; ++round) {
-    ssize_t n = ::recv(l->fd, buf, sizeof buf, 0);
+  // At most read_budget_ bytes per turn. A short read means the kernel had no more; anything
+  // that arrives later raises a new edge.
+  bool drained = false;
+  for (std::size_t taken = 0; taken < read_budget_ && !drained;) {
+    const std::size_t want = std::min(sizeof buf, read_budget_ - taken);
+    ssize_t n = ::recv(l->fd, buf, want, 0);
     if (n == 0) return fail(id, "the client closed the connection");
     if (n < 0) {
-      if (errno == EAGAIN || errno == EINTR) break;
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) break;
       return fail(id, std::string("read failed: ") + std::strerror(errno));
     }
     l->in.append(buf, static_cast<std::size_t>(n));
-    if (static_cast<std::size_t>(n) < sizeof buf) break;
+    taken += static_cast<std::size_t>(n);
+    drained = static_cast<std::size_t>(n) < want;
+  }
+  if (!drained && !l->unread) {  // capped, or interrupted: look again next round
+    l->unread = true;
+    unread_.push_back(id);
   }
   std::size_t at = 0;
   while (true) {
@@ -258,7 +292,7 @@ void RawSockets::read(LinkId id) {
           return;
         }
         if (f.fin) {
-          if (events_.text) events_.text(id, payload);
+          if (events_.text) events_.text(id, l->owner, payload);
         } else {
           l->in_frag = true;
           l->frag.assign(payload);
@@ -275,7 +309,7 @@ void RawSockets::read(LinkId id) {
           l->in_frag = false;
           std::string whole = std::move(l->frag);
           std::string().swap(l->frag);
-          if (events_.text) events_.text(id, whole);
+          if (events_.text) events_.text(id, l->owner, whole);
         }
         break;
       case WsOp::binary:
@@ -313,9 +347,9 @@ void RawSockets::read(LinkId id) {
   }
 }
 
-void RawSockets::send_text(LinkId id, std::string_view payload) {
+std::size_t RawSockets::send_text(LinkId id, std::string_view payload) {
   auto it = links_.find(id);
-  if (it == links_.end()) return;
+  if (it == links_.end()) return 0;
   Link& l = *it->second;
   append_server_frame(l.out, WsOp::text, payload);
   if (batching_) {
@@ -323,9 +357,10 @@ void RawSockets::send_text(LinkId id, std::string_view payload) {
       l.dirty = true;
       dirty_.push_back(id);
     }
-    return;
+  } else if (!flush(l)) {
+    return 0;
   }
-  flush(l);
+  return l.out.size() - l.out_at;
 }
 
 bool RawSockets::flush(Link& l) {
@@ -354,9 +389,11 @@ bool RawSockets::flush(Link& l) {
 }
 
 void RawSockets::flush_dirty() {
-  std::vector<LinkId> ids;
-  ids.swap(dirty_);
-  for (auto id : ids) {
+  // Never re-entered (only dispatch calls it, and no event handler can), so flushing_ is free.
+  if (dirty_.empty()) return;
+  flushing_.clear();
+  flushing_.swap(dirty_);
+  for (auto id : flushing_) {
     if (auto it = links_.find(id); it != links_.end()) {
       it->second->dirty = false;
       flush(*it->second);
@@ -371,7 +408,7 @@ void RawSockets::want_output(Link& l, bool on) {
   if (l.writing == on) return;
   l.writing = on;
   epoll_event ev{};
-  ev.events = EPOLLIN | (on ? static_cast<std::uint32_t>(EPOLLOUT) : 0u);
+  ev.events = kInputEvents | (on ? static_cast<std::uint32_t>(EPOLLOUT) : 0u);
   ev.data.u64 = l.id;
   ::epoll_ctl(epfd_, EPOLL_CTL_MOD, l.fd, &ev);
 }

@@ -46,19 +46,24 @@ class RawSockets {
  public:
   using LinkId = std::uint64_t;
   struct Events {
-    std::function<void(LinkId, std::string_view text)> text;    // one whole text message
+    // One whole text message; `owner` is what adopt() was given, so the hot path needs no lookup.
+    std::function<void(LinkId, std::uint64_t owner, std::string_view text)> text;
     std::function<void(LinkId, const std::string& why)> closed;  // the peer or the network ended it
   };
 
-  RawSockets(GMainContext* context, Events events, std::size_t max_payload);
+  // read_budget: the most bytes taken from one socket per turn, so one busy client cannot
+  // starve the others (tests make it small to reach the path that comes back for the rest).
+  RawSockets(GMainContext* context, Events events, std::size_t max_payload, std::size_t read_budget = 256 << 10);
   ~RawSockets();
   RawSockets(const RawSockets&) = delete;
   RawSockets& operator=(const RawSockets&) = delete;
 
-  // Takes over fd, which belongs to stream (kept referenced until the link is gone).
-  LinkId adopt(GIOStream* stream, int fd);
+  // Takes over fd, which belongs to stream (kept referenced until the link is gone); owner is
+  // handed back with each text message.
+  LinkId adopt(GIOStream* stream, int fd, std::uint64_t owner = 0);
   // Queues a text frame; written at once, or at the end of the current batch of events.
-  void send_text(LinkId link, std::string_view payload);
+  // Returns the link's backlog (as backlog()) after queueing; 0 for a link that is gone.
+  std::size_t send_text(LinkId link, std::string_view payload);
   // Sends a close frame after what is queued and forgets the link (no `closed` event).
   // discard drops what is queued instead (a client that does not read).
   void close(LinkId link, std::uint16_t code, std::string_view reason, bool discard = false);
@@ -73,7 +78,10 @@ class RawSockets {
   void dispatch();
   int dispatch_batch();  // one epoll_wait's worth of events; returns how many
   static constexpr int kBatch = 256;
+  // Reads what is waiting (edge-triggered: until the kernel has no more, or a cap, after which
+  // the link waits in unread_ for the next round).
   void read(LinkId id);
+  int read_unread();  // takes the links left in unread_; returns how many
   bool flush(Link& l);  // false: the link failed and is gone
   void flush_dirty();
   void want_output(Link& l, bool on);
@@ -84,6 +92,7 @@ class RawSockets {
 
   Events events_;
   std::size_t max_payload_;
+  std::size_t read_budget_;
   int epfd_ = -1;
   GSource* source_ = nullptr;
   GSource* reaper_ = nullptr;
@@ -91,6 +100,9 @@ class RawSockets {
   std::unordered_map<LinkId, std::unique_ptr<Link>> links_;
   std::unordered_map<LinkId, std::unique_ptr<Link>> closing_;  // flushing a close frame
   std::vector<LinkId> dirty_;
+  std::vector<LinkId> flushing_;  // dirty_'s previous batch, kept for its capacity
+  std::vector<LinkId> unread_;    // links with data left in the kernel after a capped read
+  std::vector<LinkId> reading_;
   bool batching_ = false;
 };
 

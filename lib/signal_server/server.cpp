@@ -196,7 +196,7 @@ struct Server::Impl {
   void ws_closed(SocketId id, bool probe, const std::string& why);
   void ws_send(Conn& c, Link& link, const std::string& packet);
   void release(Link& link, Tag* tag, gushort code, const std::string& reason, bool discard);
-  void raw_text(RawSockets::LinkId link, std::string_view text);
+  void raw_text(RawSockets::LinkId link, SocketId owner, std::string_view text);
   void raw_closed(RawSockets::LinkId link, const std::string& why);
   void promote(Conn& c);
 
@@ -307,7 +307,7 @@ void Server::Impl::start() {
   soup_server_remove_websocket_extension(soup, SOUP_TYPE_WEBSOCKET_EXTENSION_DEFLATE);
   raw = std::make_unique<RawSockets>(
       ctx,
-      RawSockets::Events{[this](RawSockets::LinkId l, std::string_view t) { raw_text(l, t); },
+      RawSockets::Events{[this](RawSockets::LinkId l, std::uint64_t owner, std::string_view t) { raw_text(l, owner, t); },
                          [this](RawSockets::LinkId l, const std::string& why) { raw_closed(l, why); }},
       cfg.session.max_payload);
   soup_server_add_handler(soup, nullptr, on_http, this, nullptr);
@@ -556,7 +556,7 @@ void Server::Impl::raw_attached(SoupServerMessage* msg) {
   GIOStream* stream = soup_server_message_steal_connection(msg);
   if (!stream) return;
   Link link;
-  link.raw = raw->adopt(stream, fd);
+  link.raw = raw->adopt(stream, fd, static_cast<SocketId>(GPOINTER_TO_SIZE(g_object_get_data(G_OBJECT(msg), kConnKey))));
   g_object_unref(stream);
   attach(msg, link);
 }
@@ -620,9 +620,8 @@ void Server::Impl::ws_closed(SocketId id, bool probe, const std::string& why) {
 void Server::Impl::ws_send(Conn& c, Link& link, const std::string& packet) {
   if (c.doomed || !link) return;
   if (link.raw) {
-    raw->send_text(link.raw, packet);
-    if (raw->backlog(link.raw) > cfg.max_backlog)
-      doom(c, fmt::format("client is not reading: {} bytes wait to be sent", raw->backlog(link.raw)));
+    if (const std::size_t backlog = raw->send_text(link.raw, packet); backlog > cfg.max_backlog)
+      doom(c, fmt::format("client is not reading: {} bytes wait to be sent", backlog));
     return;
   }
   if (soup_websocket_connection_get_state(link.soup) != SOUP_WEBSOCKET_STATE_OPEN) return;
@@ -649,10 +648,9 @@ void Server::Impl::release(Link& link, Tag* tag, gushort code, const std::string
   link = Link{};
 }
 
-void Server::Impl::raw_text(RawSockets::LinkId link, std::string_view text) {
-  auto it = raw_owner.find(link);
-  if (it == raw_owner.end()) return;
-  if (Conn* c = find(it->second)) ws_text(c->id, c->probe.raw == link, text);
+void Server::Impl::raw_text(RawSockets::LinkId link, SocketId owner, std::string_view text) {
+  Conn* c = find(owner);
+  if (c && (c->ws.raw == link || c->probe.raw == link)) ws_text(c->id, c->probe.raw == link, text);
 }
 
 // The client or the network ended a raw link; it is already gone.

@@ -179,7 +179,8 @@ TEST(CliMedia, BroadcastToTwoWatchersRecordJoinLeaveAndStop) {
   auto summary = b.json_lines().back();
   EXPECT_EQ(summary["stopped"], "interrupted") << summary;
   EXPECT_GE(summary["peak_watchers"].get<int>(), 2) << summary;
-  EXPECT_GT(summary["frames_sent"].get<long long>(), bob_frames) << summary;
+  // Bob's last count may already hold every frame sent before the Ctrl-C.
+  EXPECT_GE(summary["frames_sent"].get<long long>(), bob_frames) << summary;
   EXPECT_GE(bob.last("frames_decoded"), bob_frames) << bob.out();
   EXPECT_GT(bob.last("audio_buffers"), 20) << bob.out();
   EXPECT_EQ(http_get(s.url, "/is-already-having-stream?address=" + w.alice), "false");
@@ -202,14 +203,25 @@ TEST(CliMedia, BroadcastToTwoWatchersRecordJoinLeaveAndStop) {
              "fakesink"},
             "gst-launch-1.0");
   ASSERT_EQ(dump.wait(30s), 0) << dump.both();
-  double earliest = 1e9;
+  // The first timestamp of each track (identity0 is video, identity1 audio), as the demuxer gives them.
+  double first[2] = {1e9, 1e9};
   const std::string& log = dump.out();
   for (auto at_pts = log.find("pts: "); at_pts != std::string::npos; at_pts = log.find("pts: ", at_pts + 5)) {
     int ph = 0, pm = 0;
     double ps = 0;
-    if (std::sscanf(log.c_str() + at_pts, "pts: %d:%d:%lf", &ph, &pm, &ps) == 3) earliest = std::min(earliest, ph * 3600 + pm * 60 + ps);
+    const auto line = log.rfind('\n', at_pts) + 1;
+    const bool audio = log.compare(log.find("GstIdentity:identity", line) + 20, 1, "1") == 0;
+    if (std::sscanf(log.c_str() + at_pts, "pts: %d:%d:%lf", &ph, &pm, &ps) == 3)
+      first[audio] = std::min(first[audio], ph * 3600 + pm * 60 + ps);
   }
-  EXPECT_LT(earliest, 0.001) << "the recording does not start at 0\n" << log.substr(0, 4000);
+  ASSERT_LT(first[0], 1e9) << "no video buffers in the recording\n" << log.substr(0, 4000);
+  ASSERT_LT(first[1], 1e9) << "no audio buffers in the recording\n" << log.substr(0, 4000);
+  std::cout << "recording starts: video at " << first[0] << " s, audio at " << first[1] << " s\n";
+  // The muxer starts the file at its earliest first buffer (offset-to-zero); what the demuxer
+  // gives back can sit a few milliseconds later (seen: 1-10 ms, under load), so the bound is one
+  // Opus frame (20 ms): a file that kept the wait before the connection starts seconds late.
+  EXPECT_LT(std::min(first[0], first[1]), 0.020)
+      << "the recording does not start at 0: video at " << first[0] << " s, audio at " << first[1] << " s";
 }
 
 TEST(CliMedia, StreamNotStartedIsReported) {

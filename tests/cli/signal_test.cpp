@@ -680,6 +680,81 @@ TEST(CliSignal, WebSocketFramesAreParsedStrictly) {
   EXPECT_EQ((static_cast<unsigned char>(out[2]) << 8) | static_cast<unsigned char>(out[3]), 300);
 }
 
+// The reactor is edge-triggered and reads at most a budget of one socket per turn; what is left
+// in the kernel raises no new edge, so it must come back for it by itself, in the same wake-up
+// or the next one.
+TEST(CliSignal, RawSocketsReadWhatWaitsBehindTheCapAndReportBacklog) {
+  using p2p::signal_server::RawSockets;
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+  const int big = 8 << 20;
+  ::setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+  GMainContext* ctx = g_main_context_new();
+  std::vector<std::string> got;
+  std::string closed;
+  std::uint64_t wrong_owner = 0;
+  {
+    RawSockets raw(ctx,
+                   RawSockets::Events{[&](RawSockets::LinkId, std::uint64_t owner, std::string_view t) {
+                                        if (owner != 77) wrong_owner = owner;
+                                        got.emplace_back(t);
+                                      },
+                                      [&](RawSockets::LinkId, const std::string& why) { closed = why; }},
+                   1 << 20, 8 << 10);  // 8 KiB a turn: 8 rounds per wake-up leave most of it waiting
+    GSocket* gs = g_socket_new_from_fd(sv[1], nullptr);
+    ASSERT_NE(gs, nullptr);
+    GSocketConnection* conn = g_socket_connection_factory_create_connection(gs);
+    const auto id = raw.adopt(G_IO_STREAM(conn), sv[1], 77);
+    g_object_unref(conn);
+    g_object_unref(gs);
+
+    // 2,000 frames of 400 bytes (800 KiB), each numbered; as much as the kernel takes goes in
+    // before the reactor runs at all.
+    std::string wire;
+    const int frames = 2000;
+    for (int i = 0; i < frames; ++i) {
+      std::string text = fmt::format("{:06}", i);
+      text.resize(400, static_cast<char>('a' + i % 26));
+      wire += client_frame(0x81, text, {static_cast<std::uint8_t>(i), 0x5a, 0xc3, 0x17});
+    }
+    std::size_t at = 0;
+    auto push = [&] {
+      while (at < wire.size()) {
+        ssize_t n = ::send(sv[0], wire.data() + at, std::min<std::size_t>(65536, wire.size() - at), MSG_NOSIGNAL);
+        if (n <= 0) break;
+        at += static_cast<std::size_t>(n);
+      }
+    };
+    push();
+    ASSERT_GT(at, 200u << 10) << "the kernel must hold more than one wake-up's 64 KiB for this test to mean anything";
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (got.size() < static_cast<std::size_t>(frames) && std::chrono::steady_clock::now() < deadline) {
+      g_main_context_iteration(ctx, FALSE);
+      push();
+      if (!g_main_context_pending(ctx)) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    ASSERT_EQ(got.size(), static_cast<std::size_t>(frames)) << "frames left unread in the kernel; closed: " << closed;
+    for (int i = 0; i < frames; ++i) ASSERT_EQ(got[static_cast<std::size_t>(i)].substr(0, 6), fmt::format("{:06}", i));
+    EXPECT_EQ(wrong_owner, 0u);
+    EXPECT_TRUE(closed.empty()) << closed;
+    // With nothing left to read the reactor goes back to waiting instead of spinning.
+    for (int i = 0; i < 5; ++i) g_main_context_iteration(ctx, FALSE);
+    EXPECT_FALSE(g_main_context_pending(ctx)) << "the reactor stays ready with nothing to do";
+
+    // Nobody reads sv[0]: send_text's answer is the backlog, and it grows once the kernel is full.
+    std::size_t last = 0;
+    const std::string text(1000, 'z');
+    for (int i = 0; i < 20000 && last == 0; ++i) {
+      last = raw.send_text(id, text);
+      EXPECT_EQ(last, raw.backlog(id));
+    }
+    EXPECT_GT(last, 0u) << "the kernel never filled up";
+    EXPECT_EQ(raw.send_text(id + 1000, text), 0u);  // no such link
+  }
+  ::close(sv[0]);
+  g_main_context_unref(ctx);
+}
+
 TEST(CliSignal, ListenAddressesParse) {
   using p2p::signal_server::parse_listen;
   EXPECT_EQ(parse_listen("127.0.0.1:3001"), (std::pair<std::string, std::uint16_t>{"127.0.0.1", 3001}));
