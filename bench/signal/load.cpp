@@ -51,6 +51,8 @@
 #include <utility>
 #include <vector>
 
+#include "proc_stat.hpp"
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -124,23 +126,6 @@ double steal_s() {
   in >> cpu;
   for (auto& x : v) in >> x;
   return cpu == "cpu" ? static_cast<double>(v[7]) / static_cast<double>(sysconf(_SC_CLK_TCK)) : -1;
-}
-
-// Steal (as steal_s) of one CPU: a stolen slice on the server's CPU stalls the server itself.
-double cpu_steal_s(int cpu) {
-  std::ifstream in("/proc/stat");
-  const std::string want = "cpu" + std::to_string(cpu);
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream f(line);
-    std::string name;
-    f >> name;
-    if (name != want) continue;
-    long long v[8] = {};
-    for (auto& x : v) f >> x;
-    return static_cast<double>(v[7]) / static_cast<double>(sysconf(_SC_CLK_TCK));
-  }
-  return -1;
 }
 
 // The fields of /proc/PID/stat after the command name (so field N of proc(5) is [N - 3]).
@@ -344,7 +329,7 @@ class Load {
     std::fprintf(stderr, "signal_load: peak %.0f relayed/s; latency phase at %.0f msg/s (%.0f s)\n", peak, rate, o_.latency_s);
     const double lcpu0 = cpu_s(o_.server_pid), lself0 = cpu_s(static_cast<int>(::getpid())), steal0 = steal_s();
     const int server_cpu_no = last_cpu(o_.server_pid);
-    const double server_steal0 = cpu_steal_s(server_cpu_no), wait0 = run_wait_s(o_.server_pid);
+    const double server_steal0 = p2p::bench::cpu_steal_s(server_cpu_no), wait0 = run_wait_s(o_.server_pid);
     const auto tl = now_ns();
     auto due_at = [&](std::uint64_t k) { return tl + static_cast<std::int64_t>(static_cast<double>(k) * interval_ns); };
     while (sent < total && !senders.empty()) {
@@ -370,7 +355,7 @@ class Load {
     const double lat_server_cpu = (cpu_s(o_.server_pid) - lcpu0) / lat_dur;
     const double lat_load_cpu = (cpu_s(static_cast<int>(::getpid())) - lself0) / lat_dur;
     const double lat_steal = (steal_s() - steal0) / lat_dur / static_cast<double>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
-    const double lat_server_steal = server_cpu_no < 0 ? -1 : (cpu_steal_s(server_cpu_no) - server_steal0) / lat_dur;
+    const double lat_server_steal = server_cpu_no < 0 ? -1 : (p2p::bench::cpu_steal_s(server_cpu_no) - server_steal0) / lat_dur;
     const double lat_server_wait = wait0 < 0 ? -1 : (run_wait_s(o_.server_pid) - wait0) / lat_dur;
     auto settle = now_ns() + 1'000'000'000LL;
     while (now_ns() < settle && latencies_.size() < sent) poll(5);
