@@ -26,6 +26,7 @@
 #include <string_view>
 #include <unordered_map>
 #include <variant>
+#include <utility>
 #include <vector>
 
 #include "keys/ed25519.hpp"
@@ -261,6 +262,10 @@ class Router {
   // The stream an answer/candidate is about: its streamId or, when the web app left that out,
   // the one stream the sender is in (several or none: an error to the sender). nullptr: drop it.
   Stream* relay_stream(Out& out, SocketId s, std::string_view event, const std::string& stream_id);
+  // The sender (which must be this connection) and the target of a relayed message; the target
+  // is null when it is not (or no longer) on the stream. A spoofed sender is refused: both null.
+  std::pair<Member*, Member*> relay_ends(Out& out, SocketId s, Stream& stream, std::string_view event,
+                                         const std::string& from_id, const std::string& to_id);
   void forward_candidate(Out& out, SocketId s, const CandidateMsg& m);
   // offer/answer/candidate read by scan_relay: the same checks, no JSON tree (the hot path).
   void forward_scanned(Out& out, SocketId s, const RelayScan& r);
