@@ -259,14 +259,17 @@ void RawSockets::read(LinkId id) {
     if (n == 0) return fail(id, "the client closed the connection");
     if (n < 0) {
       if (errno == EINTR) continue;
-      if (errno == EAGAIN) break;
+      if (errno == EAGAIN) {  // an edge whose data an earlier read already took
+        drained = true;
+        break;
+      }
       return fail(id, std::string("read failed: ") + std::strerror(errno));
     }
     l->in.append(buf, static_cast<std::size_t>(n));
     taken += static_cast<std::size_t>(n);
     drained = static_cast<std::size_t>(n) < want;
   }
-  if (!drained && !l->unread) {  // capped, or interrupted: look again next round
+  if (!drained && !l->unread) {  // the budget ran out with data maybe left: look again next round
     l->unread = true;
     unread_.push_back(id);
   }

@@ -737,6 +737,16 @@ TEST(CliSignal, RawSocketsReadWhatWaitsBehindTheCapAndReportBacklog) {
     for (int i = 0; i < frames; ++i) ASSERT_EQ(got[static_cast<std::size_t>(i)].substr(0, 6), fmt::format("{:06}", i));
     EXPECT_EQ(wrong_owner, 0u);
     EXPECT_TRUE(closed.empty()) << closed;
+    // Exactly one budget (16 frames of 512 bytes): the read that takes it cannot tell it took
+    // everything, so the next one finds the kernel empty; that must end the matter.
+    std::string exact;
+    for (int i = 0; i < 16; ++i) exact += client_frame(0x81, std::string(504, 'e'));
+    ASSERT_EQ(exact.size(), 8192u);
+    ASSERT_EQ(::send(sv[0], exact.data(), exact.size(), MSG_NOSIGNAL), 8192);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (got.size() < static_cast<std::size_t>(frames) + 16 && std::chrono::steady_clock::now() < until)
+      g_main_context_iteration(ctx, FALSE);
+    ASSERT_EQ(got.size(), static_cast<std::size_t>(frames) + 16);
     // With nothing left to read the reactor goes back to waiting instead of spinning.
     for (int i = 0; i < 5; ++i) g_main_context_iteration(ctx, FALSE);
     EXPECT_FALSE(g_main_context_pending(ctx)) << "the reactor stays ready with nothing to do";
