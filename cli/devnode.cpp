@@ -1,6 +1,5 @@
 // p2pstream devnode: a local stand-in Gear node for development and tests (Substrate/Gear JSON-RPC over
 // HTTP and WebSocket, backed by a ledger file).
-#include <stdlib.h>
 
 #include <fstream>
 #include <iostream>
@@ -8,6 +7,7 @@
 
 #include "common.hpp"
 #include "config/config.hpp"
+#include "config/temp_dir.hpp"
 #include "devnode/chain.hpp"
 #include "vara_metadata/embedded.hpp"
 #include "devnode/rpc.hpp"
@@ -50,26 +50,6 @@ Bytes read_file(const std::string& path) {
   return Bytes(std::istreambuf_iterator<char>(in), {});
 }
 
-// A fresh ledger in a private temporary directory, removed when the node stops.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "p2pstream-devnode-XXXXXX").string();
-    if (!::mkdtemp(tmpl.data())) throw RuntimeError("cannot create a temporary directory for the devnode ledger");
-    dir_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::filesystem::path& dir() const { return dir_; }
-
- private:
-  std::filesystem::path dir_;
-};
-
 void run_devnode(const Common& c, const DevnodeFlags& f) {
   auto [host, port] = devnode::parse_listen(f.listen);
   std::uint64_t block_ms = parse_block_time(f.block_time);
@@ -77,11 +57,11 @@ void run_devnode(const Common& c, const DevnodeFlags& f) {
   Bytes blob = f.metadata ? read_file(*f.metadata) : Bytes(vara_metadata::embedded().begin(), vara_metadata::embedded().end());
   auto md = metadata::Metadata::parse(blob);
 
-  std::optional<TempDir> tmp;
+  std::optional<config::TempDir> tmp;  // a fresh ledger, removed when the node stops
   std::filesystem::path ledger_path;
   if (f.ledger) ledger_path = *f.ledger;
   else if (f.persist) ledger_path = config::default_paths().data_dir / "devnode.db";
-  else ledger_path = tmp.emplace().dir() / "ledger.db";
+  else ledger_path = tmp.emplace("p2pstream-devnode").path() / "ledger.db";
   ledger::Ledger ledger(ledger_path);
 
   devnode::Options opts;

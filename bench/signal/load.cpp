@@ -117,17 +117,6 @@ std::string sign(const Key& k, const std::string& text) {
   return hex(sig, sizeof sig);
 }
 
-// CPU time the hypervisor took from this machine (the "steal" column of /proc/stat, all CPUs),
-// in seconds: on a shared VM a stolen slice stalls whatever ran on that CPU, server included.
-double steal_s() {
-  std::ifstream in("/proc/stat");
-  std::string cpu;
-  long long v[8] = {};
-  in >> cpu;
-  for (auto& x : v) in >> x;
-  return cpu == "cpu" ? static_cast<double>(v[7]) / static_cast<double>(sysconf(_SC_CLK_TCK)) : -1;
-}
-
 // The fields of /proc/PID/stat after the command name (so field N of proc(5) is [N - 3]).
 std::vector<std::string> stat_fields(int pid) {
   std::vector<std::string> f;
@@ -327,7 +316,7 @@ class Load {
     const std::int64_t pace_ns = static_cast<std::int64_t>(o_.pace_us) * 1000;
     std::uint64_t sent = 0;
     std::fprintf(stderr, "signal_load: peak %.0f relayed/s; latency phase at %.0f msg/s (%.0f s)\n", peak, rate, o_.latency_s);
-    const double lcpu0 = cpu_s(o_.server_pid), lself0 = cpu_s(static_cast<int>(::getpid())), steal0 = steal_s();
+    const double lcpu0 = cpu_s(o_.server_pid), lself0 = cpu_s(static_cast<int>(::getpid())), steal0 = p2p::bench::steal_s("cpu");
     const int server_cpu_no = last_cpu(o_.server_pid);
     const double server_steal0 = p2p::bench::cpu_steal_s(server_cpu_no), wait0 = run_wait_s(o_.server_pid);
     const auto tl = now_ns();
@@ -354,7 +343,7 @@ class Load {
     const double lat_dur = std::max((now_ns() - tl) / 1e9, 1e-9);
     const double lat_server_cpu = (cpu_s(o_.server_pid) - lcpu0) / lat_dur;
     const double lat_load_cpu = (cpu_s(static_cast<int>(::getpid())) - lself0) / lat_dur;
-    const double lat_steal = (steal_s() - steal0) / lat_dur / static_cast<double>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
+    const double lat_steal = (p2p::bench::steal_s("cpu") - steal0) / lat_dur / static_cast<double>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
     const double lat_server_steal = server_cpu_no < 0 ? -1 : (p2p::bench::cpu_steal_s(server_cpu_no) - server_steal0) / lat_dur;
     const double lat_server_wait = wait0 < 0 ? -1 : (run_wait_s(o_.server_pid) - wait0) / lat_dur;
     auto settle = now_ns() + 1'000'000'000LL;

@@ -1,6 +1,7 @@
 // signal/router_streams: the router's streams and relay tree, forwarding between members, the
 // chain answers and their caches, and its queries (see router.hpp; router.cpp has the rest).
 #include <algorithm>
+#include <type_traits>
 
 #include "signal/relay_scan.hpp"
 #include "signal/router_detail.hpp"
@@ -235,25 +236,27 @@ Actions Router::on_tick(std::int64_t now) {
   std::sort(silent.begin(), silent.end());  // close in a stable order
   for (auto id : silent) close_socket(out, id, "no Socket.IO CONNECT in time");
 
-  // A lookup that timed out fails the joins waiting on it; the next join asks again.
-  std::vector<std::string> late_streams;
-  for (const auto& [id, at] : stream_lookups_)
-    if (now - at >= config_.chain_timeout_ms) late_streams.push_back(id);
-  for (const auto& id : late_streams) {
+  // A lookup that timed out fails the joins waiting on it; the next join asks again. The keys
+  // are copied first: failing a lookup erases it from the map being walked.
+  auto fail_late = [&](const auto& lookups, auto fail) {
+    std::vector<std::decay_t<decltype(lookups.begin()->first)>> late;
+    for (const auto& [key, at] : lookups)
+      if (now - at >= config_.chain_timeout_ms) late.push_back(key);
+    for (const auto& key : late)
+      for (auto& act : fail(key)) out.actions.push_back(std::move(act));
+  };
+  fail_late(stream_lookups_, [&](const std::string& id) {
     StreamAnswer a;
     a.stream_id = id;
     a.ok = false;
-    for (auto& act : on_stream_answer(a, now)) out.actions.push_back(std::move(act));
-  }
-  std::vector<PublicKey> late_subs;
-  for (const auto& [b, at] : subscriber_lookups_)
-    if (now - at >= config_.chain_timeout_ms) late_subs.push_back(b);
-  for (const auto& b : late_subs) {
+    return on_stream_answer(a, now);
+  });
+  fail_late(subscriber_lookups_, [&](const PublicKey& b) {
     SubscribersAnswer a;
     a.broadcaster = b;
     a.ok = false;
-    for (auto& act : on_subscribers_answer(a, now)) out.actions.push_back(std::move(act));
-  }
+    return on_subscribers_answer(a, now);
+  });
   return std::move(out.actions);
 }
 

@@ -13,7 +13,7 @@
 
 #include "vara_metadata/embedded.hpp"
 #include "gear_rpc/extrinsic.hpp"
-#include "temp_dir.hpp"
+#include "config/temp_dir.hpp"
 #include "w3b/messages.hpp"
 
 namespace p2p::devnode {
@@ -38,7 +38,7 @@ const metadata::Metadata& vara() {
   return m;
 }
 
-using p2p::test::TempDir;
+using p2p::config::TempDir;
 
 keys::Keypair key(std::uint8_t n) {
   keys::Seed s{};

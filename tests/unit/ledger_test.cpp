@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "keys/ed25519.hpp"
-#include "temp_dir.hpp"
+#include "config/temp_dir.hpp"
 #include "ledger/ledger.hpp"
 #include "program/w3bstreaming.hpp"
 #include "sails/sails.hpp"
@@ -35,7 +35,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace p2p::w3b;
 
-using p2p::test::TempDir;
+using p2p::config::TempDir;
 
 // A second, raw connection to the file, as a tamperer would use.
 class RawDb {

@@ -14,7 +14,7 @@
 #include <fstream>
 
 #include "media/dtls_key.hpp"
-#include "temp_dir.hpp"
+#include "config/temp_dir.hpp"
 
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"  // RSA_* is what the plugin uses
 
@@ -24,8 +24,8 @@ using namespace p2p::media;
 namespace {
 
 // A private directory; the key file setting goes back to none when the test ends.
-struct TempDir : p2p::test::TempDir {
-  TempDir() : p2p::test::TempDir("p2p-dtls") {}
+struct TempDir : p2p::config::TempDir {
+  TempDir() : p2p::config::TempDir("p2p-dtls") {}
   ~TempDir() { use_dtls_key_file({}); }
 };
 
