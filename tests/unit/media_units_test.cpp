@@ -385,5 +385,35 @@ TEST(MediaLoopbackHub, DropsMessagesToDestroyedEndpoints) {
   EXPECT_EQ(bear.heard[1], "end session-1");
 }
 
+// The RTP elements webrtcbin makes inside itself get our feedback timing, wherever they are
+// nested: regular RTCP often enough that a NACK never waits for a slot, and gaps NACKed at once.
+TEST(MediaWebrtcbin, TunesTheRtpElementsItContains) {
+  ensure_gst_init();
+  GstElement* webrtc = make_webrtcbin(IceOptions{}, "tuned");
+  GstElement* inner = gst_bin_new("inner");
+  ASSERT_TRUE(gst_bin_add(GST_BIN(webrtc), inner));
+  GstElement* session = make_element("rtpsession");
+  GstElement* jitter = make_element("rtpjitterbuffer");
+  GstElement* bystander = make_element("rtpjitterbuffer");  // never inside a webrtcbin
+  gst_bin_add_many(GST_BIN(inner), session, jitter, nullptr);
+
+  guint64 min_interval = 0;
+  gdouble fraction = 0;
+  g_object_get(session, "rtcp-min-interval", &min_interval, "rtcp-fraction", &fraction, nullptr);
+  EXPECT_EQ(min_interval, 50 * GST_MSECOND);
+  EXPECT_DOUBLE_EQ(fraction, 0.2);
+  gboolean next_seqnum = TRUE;
+  gint rtx_delay = -1;
+  g_object_get(jitter, "rtx-next-seqnum", &next_seqnum, "rtx-delay", &rtx_delay, nullptr);
+  EXPECT_FALSE(next_seqnum);
+  EXPECT_EQ(rtx_delay, 5);
+  // GStreamer's own defaults, so the figures above are ours and not theirs.
+  g_object_get(bystander, "rtx-next-seqnum", &next_seqnum, "rtx-delay", &rtx_delay, nullptr);
+  EXPECT_TRUE(next_seqnum);
+  EXPECT_EQ(rtx_delay, -1);
+  gst_object_unref(bystander);
+  gst_object_unref(webrtc);
+}
+
 }  // namespace
 }  // namespace p2p::media
