@@ -383,22 +383,11 @@ struct Broadcaster::Impl : std::enable_shared_from_this<Broadcaster::Impl> {
     }
     running = true;
     std::weak_ptr<Impl> weak = weak_from_this();
-    stats_timer = Timer(ctx, opts.stats_interval_ms, [weak] {
-      auto self = weak.lock();
-      if (!self) return false;
-      self->tick();
-      return true;
-    });
+    stats_timer = Timer(ctx, opts.stats_interval_ms, repeat_while_alive(weak, &Impl::tick));
     SignallerEvents ev;
-    ev.session_requested = [weak](const std::string& s, const std::string& peer) {
-      if (auto self = weak.lock()) self->add_peer(s, peer);
-    };
-    ev.remote_sdp = [weak](const std::string& s, const Sdp& sdp) {
-      if (auto self = weak.lock()) self->remote_sdp(s, sdp);
-    };
-    ev.remote_ice = [weak](const std::string& s, const std::string& cand, unsigned mline) {
-      if (auto self = weak.lock()) self->remote_ice(s, cand, mline);
-    };
+    ev.session_requested = while_alive(weak, &Impl::add_peer);
+    ev.remote_sdp = while_alive(weak, &Impl::remote_sdp);
+    ev.remote_ice = while_alive(weak, &Impl::remote_ice);
     ev.session_ended = [weak](const std::string& s) {
       if (auto self = weak.lock()) self->remove_peer(s, "ended");
     };

