@@ -126,6 +126,15 @@ void unref_pad(GstPad*& pad) {
   pad = nullptr;
 }
 
+GSource* watch_bus(GstElement* pipeline, GstBusFunc fn, gpointer data, GMainContext* ctx) {
+  GstBus* bus = gst_pipeline_get_bus(GST_PIPELINE(pipeline));
+  GSource* source = gst_bus_create_watch(bus);
+  g_source_set_callback(source, G_SOURCE_FUNC(fn), data, nullptr);
+  g_source_attach(source, ctx);
+  gst_object_unref(bus);
+  return source;
+}
+
 void link_elements(GstElement* a, GstElement* b) {
   if (!gst_element_link(a, b)) {
     throw RuntimeError(std::string("cannot link GStreamer elements ") + GST_ELEMENT_NAME(a) +

@@ -56,6 +56,9 @@ bool have_element(const char* factory);
 bool has_property(GstElement* e, const char* name);
 // Drops our reference to a pad, if any, and forgets it.
 void unref_pad(GstPad*& pad);
+// Watches the pipeline's bus on `ctx` (not necessarily the thread's default context): `fn`
+// gets each message. The caller owns the returned source and destroys it at teardown.
+GSource* watch_bus(GstElement* pipeline, GstBusFunc fn, gpointer data, GMainContext* ctx);
 
 // Links or throws: an unchecked failed link means nothing flows and no error appears.
 void link_elements(GstElement* a, GstElement* b);

@@ -49,11 +49,7 @@ void Watcher::Impl::build_pipeline() {
     gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, cb, this, nullptr);
     gst_object_unref(pad);
   }
-  GstBus* bus = gst_pipeline_get_bus(GST_PIPELINE(pipeline));
-  bus_source = gst_bus_create_watch(bus);
-  g_source_set_callback(bus_source, G_SOURCE_FUNC(&Impl::bus_message), this, nullptr);
-  g_source_attach(bus_source, ctx);
-  gst_object_unref(bus);
+  bus_source = watch_bus(pipeline, &Impl::bus_message, this, ctx);
 }
 
 void Watcher::Impl::stop() {
