@@ -211,7 +211,7 @@ GstPadProbeReturn Broadcaster::Impl::watch_events(GstPad*, GstPadProbeInfo* info
   } else if (GST_EVENT_TYPE(ev) == GST_EVENT_EOS) {
     GMainContext* ctx = nullptr;
     if (auto self = weak.lock()) ctx = self->ctx;
-    if (ctx != nullptr) post_to(weak, ctx, [](Impl& self) { self.source_ended(); });
+    if (ctx != nullptr) post_while_alive(weak, ctx, [](Impl& self) { self.source_ended(); });
   }
   return GST_PAD_PROBE_OK;
 }

@@ -128,12 +128,6 @@ struct Broadcaster::Impl : std::enable_shared_from_this<Broadcaster::Impl> {
   }
 
   // Runs fn(impl) on the main context if the broadcaster still exists then.
-  static void post_to(const std::weak_ptr<Impl>& weak, GMainContext* ctx, std::function<void(Impl&)> fn) {
-    post(ctx, [weak, fn = std::move(fn)] {
-      if (auto self = weak.lock()) fn(*self);
-    });
-  }
-
   PeerPtr find(const std::string& session, unsigned serial) {
     auto it = peers.find(session);
     if (it == peers.end() || it->second->serial != serial) return nullptr;
@@ -279,7 +273,7 @@ struct Broadcaster::Impl : std::enable_shared_from_this<Broadcaster::Impl> {
 
     void one_done() {
       if (--left > 0) return;
-      post_to(impl, ctx, [peer = peer](Impl& self) { self.drop_branch(peer); });
+      post_while_alive(impl, ctx, [peer = peer](Impl& self) { self.drop_branch(peer); });
     }
   };
   using DetachPtr = std::shared_ptr<Detach>;

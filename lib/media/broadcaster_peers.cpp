@@ -137,7 +137,7 @@ void Broadcaster::Impl::release_tee_pads(Peer& p) {
 void Broadcaster::Impl::on_negotiation_needed(GstElement*, gpointer d) {
   Tag t = *static_cast<Tag*>(d);
   if (auto self = t.impl.lock()) {
-    post_to(t.impl, self->ctx, [t](Impl& impl) { impl.make_offer(t.session, t.serial); });
+    post_while_alive(t.impl, self->ctx, [t](Impl& impl) { impl.make_offer(t.session, t.serial); });
   }
 }
 
@@ -145,7 +145,7 @@ void Broadcaster::Impl::on_ice_candidate(GstElement*, guint mline, gchar* candid
   Tag t = *static_cast<Tag*>(d);
   std::string cand = candidate != nullptr ? candidate : "";
   if (auto self = t.impl.lock()) {
-    post_to(t.impl, self->ctx, [t, cand, mline](Impl& impl) {
+    post_while_alive(t.impl, self->ctx, [t, cand, mline](Impl& impl) {
       if (impl.find(t.session, t.serial)) impl.sig.add_ice(t.session, cand, mline);
     });
   }
@@ -156,7 +156,7 @@ void Broadcaster::Impl::on_connection_state(GstElement* webrtc, GParamSpec*, gpo
   GstWebRTCPeerConnectionState state{};
   g_object_get(webrtc, "connection-state", &state, nullptr);
   if (auto self = t.impl.lock()) {
-    post_to(t.impl, self->ctx, [t, state](Impl& impl) { impl.connection_changed(t.session, t.serial, state); });
+    post_while_alive(t.impl, self->ctx, [t, state](Impl& impl) { impl.connection_changed(t.session, t.serial, state); });
   }
 }
 
@@ -173,7 +173,7 @@ void Broadcaster::Impl::make_offer(const std::string& session, unsigned serial) 
     GstWebRTCSessionDescription* offer = nullptr;
     if (err.empty() && r.reply != nullptr) gst_structure_get(r.reply, "offer", GST_TYPE_WEBRTC_SESSION_DESCRIPTION, &offer, nullptr);
     SessionDescription desc(offer, SdpDeleter{});
-    post_to(weak, c, [session, serial, desc, err](Impl& impl) {
+    post_while_alive(weak, c, [session, serial, desc, err](Impl& impl) {
       impl.offer_created(session, serial, desc, err);
     });
   });
@@ -201,7 +201,7 @@ void Broadcaster::Impl::remote_sdp(const std::string& session, const Sdp& sdp) {
   GstPromise* promise = make_promise([weak, c, session, serial](const PromiseReply& r) {
     std::string err = r.error();
     if (err.empty()) return;
-    post_to(weak, c, [session, serial, err](Impl& impl) {
+    post_while_alive(weak, c, [session, serial, err](Impl& impl) {
       if (impl.find(session, serial)) impl.fail_peer(session, "the answer was refused: " + err);
     });
   });

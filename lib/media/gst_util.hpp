@@ -10,6 +10,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <type_traits>
 
 namespace p2p::media {
 
@@ -40,6 +41,33 @@ class Timer {
  private:
   GSource* source_ = nullptr;
 };
+
+// Posts fn to ctx (as post) for an object that may be gone by then: fn runs only if it lives.
+template <class T>
+void post_while_alive(const std::weak_ptr<T>& weak, GMainContext* ctx, std::type_identity_t<std::function<void(T&)>> fn) {
+  post(ctx, [weak, fn = std::move(fn)] {
+    if (auto self = weak.lock()) fn(*self);
+  });
+}
+
+// An event handler that calls `fn` on the media object while it lives and does nothing once it
+// is gone: the signaller may outlive what it reports to.
+template <class T, class... A>
+auto while_alive(const std::weak_ptr<T>& weak, void (T::*fn)(A...)) {
+  return [weak, fn](A... args) {
+    if (auto self = weak.lock()) ((*self).*fn)(args...);
+  };
+}
+
+// A Timer's callback: calls `fn` while the object lives, then stops the timer.
+template <class T>
+auto repeat_while_alive(const std::weak_ptr<T>& weak, void (T::*fn)()) {
+  return [weak, fn] {
+    auto self = weak.lock();
+    if (self) ((*self).*fn)();
+    return self != nullptr;
+  };
+}
 
 // Owning reference to any GstObject (elements, pads, bins).
 struct GstObjectUnref {

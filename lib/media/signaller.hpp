@@ -2,7 +2,6 @@
 // Signallable). The socket.io client, the in-process loopback and later WHIP/WHEP implement it.
 #pragma once
 #include <functional>
-#include <memory>
 #include <string>
 
 namespace p2p::media {
@@ -37,25 +36,6 @@ struct SignallerEvents {
   // the server's queue) or "reconnecting to the signalling server".
   std::function<void(const std::string& message)> notice;
 };
-
-// An event handler that calls `fn` on the media object while it lives and does nothing once it
-// is gone: the signaller may outlive what it reports to.
-template <class T, class... A>
-auto while_alive(const std::weak_ptr<T>& weak, void (T::*fn)(A...)) {
-  return [weak, fn](A... args) {
-    if (auto self = weak.lock()) ((*self).*fn)(args...);
-  };
-}
-
-// A repeating timer's callback: calls `fn` while the object lives, then stops the timer.
-template <class T>
-auto repeat_while_alive(const std::weak_ptr<T>& weak, void (T::*fn)()) {
-  return [weak, fn] {
-    auto self = weak.lock();
-    if (self) ((*self).*fn)();
-    return self != nullptr;
-  };
-}
 
 // Calls are made from the main context's thread only.
 class Signaller {

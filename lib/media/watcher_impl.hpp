@@ -172,12 +172,6 @@ struct Watcher::Impl : std::enable_shared_from_this<Watcher::Impl> {
     if (h264_loader.joinable()) h264_loader.join();
   }
 
-  static void post_to(const std::weak_ptr<Impl>& weak, GMainContext* ctx, std::function<void(Impl&)> fn) {
-    post(ctx, [weak, fn = std::move(fn)] {
-      if (auto self = weak.lock()) fn(*self);
-    });
-  }
-
   // ---- lifecycle ----
 
   void start();

@@ -83,7 +83,7 @@ void Watcher::Impl::remote_sdp(const std::string& session, const Sdp& sdp) {
   unsigned serial = in->serial;
   GstPromise* promise = make_promise([weak, c, serial](const PromiseReply& r) {
     std::string err = r.error();
-    post_to(weak, c, [err, serial](Impl& self) { self.remote_offer_set(serial, err); });
+    post_while_alive(weak, c, [err, serial](Impl& self) { self.remote_offer_set(serial, err); });
   });
   g_signal_emit_by_name(in->webrtc, "set-remote-description", desc.get(), promise);
 }
@@ -195,7 +195,7 @@ void Watcher::Impl::retire_input() {
   retired_sessions.insert(old->session);
   current.state = "connecting";
   retiring.push_back(old);
-  post_to(weak_from_this(), ctx, [old](Impl& self) { self.drop_input(old); });
+  post_while_alive(weak_from_this(), ctx, [old](Impl& self) { self.drop_input(old); });
 }
 
 void Watcher::Impl::drop_input(const InputPtr& old) {
@@ -222,7 +222,7 @@ void Watcher::Impl::remote_offer_set(unsigned serial, const std::string& err) {
     GstWebRTCSessionDescription* answer = nullptr;
     if (e.empty() && r.reply != nullptr) gst_structure_get(r.reply, "answer", GST_TYPE_WEBRTC_SESSION_DESCRIPTION, &answer, nullptr);
     SessionDescription desc(answer, SdpDeleter{});
-    post_to(weak, c, [desc, e, serial](Impl& self) { self.answer_created(serial, desc, e); });
+    post_while_alive(weak, c, [desc, e, serial](Impl& self) { self.answer_created(serial, desc, e); });
   });
   g_signal_emit_by_name(in->webrtc, "create-answer", nullptr, promise);
 }
@@ -288,7 +288,7 @@ void Watcher::Impl::on_ice_candidate(GstElement*, guint mline, gchar* candidate,
   InputPtr in;
   if (!is_current(t, self, in)) return;
   unsigned serial = in->serial;
-  post_to(t.impl, self->ctx, [serial, cand, mline](Impl& impl) {
+  post_while_alive(t.impl, self->ctx, [serial, cand, mline](Impl& impl) {
     InputPtr now = impl.current_input(serial);
     if (now && !impl.finished) impl.sig.add_ice(now->session, cand, mline);
   });
@@ -302,7 +302,7 @@ void Watcher::Impl::on_connection_state(GstElement* webrtc, GParamSpec*, gpointe
   InputPtr in;
   if (!is_current(t, self, in) || state != GST_WEBRTC_PEER_CONNECTION_STATE_FAILED) return;
   unsigned serial = in->serial;
-  post_to(t.impl, self->ctx, [serial](Impl& impl) {
+  post_while_alive(t.impl, self->ctx, [serial](Impl& impl) {
     if (impl.current_input(serial)) impl.incoming_failed("ICE/DTLS failed");
   });
 }
@@ -316,7 +316,7 @@ void Watcher::Impl::on_pad_added(GstElement*, GstPad* pad, gpointer d) {
     self->attach(*in, pad);
   } catch (const std::exception& e) {
     std::string msg = e.what();
-    post_to(t.impl, self->ctx, [msg](Impl& impl) { impl.finish(WatchEnd::error, msg); });
+    post_while_alive(t.impl, self->ctx, [msg](Impl& impl) { impl.finish(WatchEnd::error, msg); });
   }
 }
 

@@ -31,7 +31,7 @@ void Watcher::Impl::attach(Input& in, GstPad* pad) {
     in.video_in = gst_element_get_static_pad(chain.front(), "sink");
     gst_pad_add_probe(in.video_in, GST_PAD_PROBE_TYPE_EVENT_UPSTREAM, &Impl::depay_keyframe_request, this, nullptr);
     unsigned serial = in.serial;
-    post_to(weak_from_this(), ctx, [serial](Impl& self) { self.video_arrived(serial); });
+    post_while_alive(weak_from_this(), ctx, [serial](Impl& self) { self.video_arrived(serial); });
   } else if (media == "audio" && !in.audio_linked && opts.audio && codec == "OPUS") {
     in.audio_linked = true;
     if (output.build_audio(pipeline, atee)) arm_mux_timer_soon();
@@ -118,7 +118,7 @@ GstPadProbeReturn Watcher::Impl::depay_keyframe_request(GstPad*, GstPadProbeInfo
   const GstStructure* s = gst_event_get_structure(e);
   if (s != nullptr && gst_structure_has_field(s, kGatedField)) return GST_PAD_PROBE_OK;  // ours
   auto* self = static_cast<Impl*>(d);
-  post_to(self->weak_from_this(), self->ctx, [](Impl& impl) { impl.request_keyframe(); });
+  post_while_alive(self->weak_from_this(), self->ctx, [](Impl& impl) { impl.request_keyframe(); });
   return GST_PAD_PROBE_DROP;
 }
 
@@ -244,7 +244,7 @@ void Watcher::Impl::send_keyframe_request() {
 // ---- recording: give up on tracks that never came ----
 
 void Watcher::Impl::arm_mux_timer_soon() {
-  post_to(weak_from_this(), ctx, [](Impl& self) { self.arm_mux_timer(); });
+  post_while_alive(weak_from_this(), ctx, [](Impl& self) { self.arm_mux_timer(); });
 }
 
 void Watcher::Impl::arm_mux_timer() {
