@@ -19,7 +19,9 @@
 //             its schedule, to show when the generator rather than the server was late; between
 //             sends it sleeps on a timer, not in epoll_wait (see nap_ns; --latency-wait epoll);
 //             with --skip-late-us, a message already that late (the generator's CPU was taken
-//             away) is skipped and counted, not sent in a catch-up burst
+//             away) is skipped and counted, not sent in a catch-up burst; the server's CPU time
+//             is read every millisecond, to find where the host kept it from queued work
+//             (interference.hpp)
 // Results are one JSON object on stdout. Only loopback is used.
 //
 //   signal_load --port P --conns N --watchers K --streams FILE [--auth challenge|none] [--trace FILE] ...
@@ -53,6 +55,7 @@
 #include <utility>
 #include <vector>
 
+#include "interference.hpp"
 #include "proc_stat.hpp"
 
 namespace {
@@ -151,6 +154,36 @@ double run_wait_s(int pid) {
   in >> on >> wait;
   return wait < 0 ? -1 : static_cast<double>(wait) / 1e9;
 }
+
+// The server's CPU time (first field of /proc/PID/schedstat, in ns), read every millisecond of the
+// latency phase. With paravirtual steal accounting it excludes time the hypervisor took, so a
+// server with work queued that did not get its millisecond shows it here.
+class ServerCpu {
+ public:
+  ~ServerCpu() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  void open(int pid) {
+    if (pid > 0) fd_ = ::open(("/proc/" + std::to_string(pid) + "/schedstat").c_str(), O_RDONLY | O_CLOEXEC);
+    samples_.clear();
+    samples_.reserve(16384);
+  }
+  void sample(std::int64_t wall) {
+    if (fd_ < 0 || (!samples_.empty() && wall - samples_.back().t_ns < 1'000'000)) return;
+    char buf[128];
+    const ssize_t n = ::pread(fd_, buf, sizeof buf - 1, 0);
+    // A read that took long (this process lost its CPU meanwhile) would pin the server's CPU
+    // time to the wrong moment: drop it.
+    if (n <= 0 || wall_ns() - wall > 50'000) return;
+    buf[n] = 0;
+    samples_.push_back({wall, std::strtoll(buf, nullptr, 10)});
+  }
+  const std::vector<p2p::bench::CpuSample>& samples() const { return samples_; }
+
+ private:
+  int fd_ = -1;
+  std::vector<p2p::bench::CpuSample> samples_;
+};
 
 long rss_kib(int pid) {
   if (pid <= 0) return -1;
@@ -314,6 +347,8 @@ class Load {
     const auto total = static_cast<std::uint64_t>(rate * o_.latency_s);
     latencies_.clear();
     user_latencies_.clear();
+    relays_.clear();
+    relays_.reserve(total + 16);
     latencies_.reserve(total + 16);
     user_latencies_.reserve(total + 16);
     std::vector<std::int64_t> lags;
@@ -326,7 +361,9 @@ class Load {
     const double lcpu0 = cpu_s(o_.server_pid), lself0 = cpu_s(static_cast<int>(::getpid())), steal0 = p2p::bench::steal_s("cpu");
     const int server_cpu_no = last_cpu(o_.server_pid);
     const double server_steal0 = p2p::bench::cpu_steal_s(server_cpu_no), wait0 = run_wait_s(o_.server_pid);
+    server_cpu_.open(o_.server_pid);
     const auto tl = now_ns();
+    server_cpu_.sample(wall_ns());
     auto due_at = [&](std::uint64_t k) { return tl + static_cast<std::int64_t>(static_cast<double>(k) * interval_ns); };
     while (sent < total && !senders.empty()) {
       for (auto now = now_ns(); sent < total && due_at(sent) <= now; ++sent) {
@@ -353,6 +390,7 @@ class Load {
       const std::int64_t wait = std::max(pace_ns, due_at(sent) - now_ns());
       if (o_.latency_wait_epoll) poll_ns(wait);
       else nap_ns(wait);
+      server_cpu_.sample(wall_ns());
     }
     const double lat_dur = std::max((now_ns() - tl) / 1e9, 1e-9);
     const double lat_server_cpu = (cpu_s(o_.server_pid) - lcpu0) / lat_dur;
@@ -372,6 +410,7 @@ class Load {
     const double up50 = pct(user_latencies_, 0.5), up99 = pct(user_latencies_, 0.99);
     const double lag99 = pct(lags, 0.99);
     const double lagmax = lags.empty() ? -1.0 : static_cast<double>(lags.back()) / 1e6;
+    const p2p::bench::Interference host = p2p::bench::find_interference(relays_, server_cpu_.samples());
     int open = 0;
     for (const auto& c : conns_) open += c.stage == Stage::connected;
     write_trace();
@@ -385,11 +424,14 @@ class Load {
         "\"latency_p50_ms\":%.3f,\"latency_p99_ms\":%.3f,\"latency_p999_ms\":%.3f,\"latency_max_ms\":%.3f,"
         "\"latency_user_p50_ms\":%.3f,\"latency_user_p99_ms\":%.3f,\"sender_lag_p99_ms\":%.3f,\"sender_lag_max_ms\":%.3f,"
         "\"latency_server_cpu\":%.2f,\"latency_loadgen_cpu\":%.2f,\"latency_steal\":%.3f,\"latency_server_steal\":%.3f,\"latency_server_wait\":%.4f,"
+        "\"latency_windows\":%d,\"latency_busy_windows\":%d,\"latency_host_windows\":%d,\"latency_withheld_ms\":%.1f,\"latency_slowed_ms\":%.1f,"
+        "\"latency_cost_us\":%.2f,"
         "\"rss_idle_kib\":%ld,\"rss_connected_kib\":%ld,\"rss_joined_kib\":%ld,\"rss_peak_kib\":%ld}\n",
         conns_.size(), open, failed_, server_closes_, connect_s, connected_ / std::max(connect_s, 1e-9), live_, admitted_,
         broadcast_s, watch_s, (live_ + admitted_) / std::max(broadcast_s + watch_s, 1e-9), join_refused_, errors_,
         exchange_s, static_cast<unsigned long long>(exchange_relayed), peak, server_cpu, load_cpu, rate, static_cast<unsigned long long>(sent - skipped),
-        static_cast<unsigned long long>(skipped), latencies_.size(), p50, p99, p999, lmax, up50, up99, lag99, lagmax, lat_server_cpu, lat_load_cpu, lat_steal, lat_server_steal, lat_server_wait, rss_idle,
+        static_cast<unsigned long long>(skipped), latencies_.size(), p50, p99, p999, lmax, up50, up99, lag99, lagmax, lat_server_cpu, lat_load_cpu, lat_steal, lat_server_steal, lat_server_wait,
+        host.windows, host.busy_windows, host.host_windows, host.withheld_ms, host.slowed_ms, host.median_cost_us, rss_idle,
         rss_connected, rss_joined, rss_peak);
   }
 
@@ -414,6 +456,8 @@ class Load {
     std::fprintf(f, "# realtime_minus_monotonic_us %lld\n", static_cast<long long>((wall_ns() - mono_ns) / 1000));
     for (const auto& [t, lat] : trace_)
       std::fprintf(f, "%lld %lld\n", static_cast<long long>(t / 1000), static_cast<long long>(lat / 1000));
+    for (const auto& c : server_cpu_.samples())
+      std::fprintf(f, "# cpu %lld %lld\n", static_cast<long long>(c.t_ns / 1000), static_cast<long long>(c.run_ns));
     std::fclose(f);
   }
 
@@ -791,6 +835,7 @@ class Load {
     }
     if (phase == 'l') {
       if (!o_.trace_file.empty()) trace_.emplace_back(t, c.rx_kernel_ns - t);
+      relays_.push_back({t, c.rx_kernel_ns});
       latencies_.push_back(c.rx_kernel_ns - t);
       user_latencies_.push_back(c.rx_user_ns - t);
     }
@@ -846,6 +891,8 @@ class Load {
   char phase_ = 'e';
   std::vector<std::int64_t> latencies_;       // send -> kernel receive timestamp
   std::vector<std::int64_t> user_latencies_;  // send -> read by this process
+  ServerCpu server_cpu_;
+  std::vector<p2p::bench::Relay> relays_;  // latency phase: (send stamp, receive stamp)
   std::vector<std::pair<std::int64_t, std::int64_t>> trace_;  // (send stamp, latency), with --trace
 };
 
