@@ -4,6 +4,9 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace p2p::signal {
 namespace {
@@ -35,6 +38,23 @@ bool plain8(const char* p) {
   const std::uint64_t quote = x ^ (ones * '"'), slash = x ^ (ones * '\\');
   const std::uint64_t found = ((quote - ones) & ~quote) | ((slash - ones) & ~slash) | ((x - ones * 0x20) & ~x) | x;
   return (found & highs) == 0;
+}
+
+// How many bytes from p (of n) are plain, as plain8 means it: up to the first '"', '\\', byte
+// below 0x20 or above 0x7f. Sixteen at a time where SSE2 is there (every x86-64): one signed
+// compare against 0x20 finds both the control bytes and the non-ASCII ones, which are negative.
+std::size_t plain_run(const char* p, std::size_t n) {
+  std::size_t i = 0;
+#if defined(__SSE2__)
+  const __m128i quote = _mm_set1_epi8('"'), slash = _mm_set1_epi8('\\'), space = _mm_set1_epi8(0x20);
+  for (; i + 16 <= n; i += 16) {
+    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+    const __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, slash)), _mm_cmplt_epi8(x, space));
+    if (const int mask = _mm_movemask_epi8(hit)) return i + static_cast<std::size_t>(__builtin_ctz(static_cast<unsigned>(mask)));
+  }
+#endif
+  while (i + 8 <= n && plain8(p + i)) i += 8;
+  return i;
 }
 
 class Scanner {
@@ -167,9 +187,9 @@ class Scanner {
     ++i_;  // the opening quote
     const std::size_t start = i_;
     while (i_ < t_.size()) {
-      // Eight plain bytes at a time: strings are most of a relay packet, and byte by byte this
+      // Many plain bytes at a time: strings are most of a relay packet, and byte by byte this
       // loop was the largest user-space cost of relaying one.
-      while (i_ + 8 <= t_.size() && plain8(t_.data() + i_)) i_ += 8;
+      i_ += plain_run(t_.data() + i_, t_.size() - i_);
       if (i_ >= t_.size()) break;
       const auto c = static_cast<unsigned char>(t_[i_]);
       if (c == '"') {
