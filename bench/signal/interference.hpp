@@ -29,6 +29,11 @@ struct Interference {
   double withheld_ms = 0;   // busy windows where the server ran under 80% of the time: time not run
   double slowed_ms = 0;     // busy windows where a message cost over 1.5x the median: time lost
   int host_windows = 0;     // busy windows counted in withheld_ms or slowed_ms
+  // Messages the host alone made later than `late_ns`: sent while the server's CPU time stood
+  // still (under 10% of the wall time) for a stretch that went on more than late_ns after them.
+  // No server could have relayed those in time; over 1% of them makes p99 > late_ns certain.
+  std::int64_t forced_late = 0;
+  double forced_late_pct = 0;
 };
 
 namespace interference_detail {
@@ -52,7 +57,7 @@ inline std::int64_t count_upto(const std::vector<std::int64_t>& sorted, std::int
 }  // namespace interference_detail
 
 inline Interference find_interference(const std::vector<Relay>& relays, std::vector<CpuSample> cpu,
-                                      std::int64_t window_ns = 10'000'000) {
+                                      std::int64_t window_ns = 10'000'000, std::int64_t late_ns = 5'000'000) {
   using namespace interference_detail;
   Interference out;
   if (relays.size() < 2 || cpu.size() < 2 || window_ns <= 0) return out;
@@ -86,6 +91,22 @@ inline Interference find_interference(const std::vector<Relay>& relays, std::vec
     ws.push_back({handled, run, queued(t) > busy_queue && queued(t + window_ns) > busy_queue});
     if (handled > 0) costs.push_back(run / static_cast<double>(handled));
   }
+  // Stretches between samples in which the server did not run, merged when they touch.
+  for (std::size_t i = 0; i + 1 < cpu.size();) {
+    const auto stood_still = [&](std::size_t k) {
+      return static_cast<double>(cpu[k + 1].run_ns - cpu[k].run_ns) < 0.1 * static_cast<double>(cpu[k + 1].t_ns - cpu[k].t_ns);
+    };
+    if (!stood_still(i)) {
+      ++i;
+      continue;
+    }
+    std::size_t j = i;
+    while (j + 1 < cpu.size() && stood_still(j)) ++j;
+    const std::int64_t start = cpu[i].t_ns, end = cpu[j].t_ns;
+    if (end - start > late_ns) out.forced_late += count_upto(sent, end - late_ns) - count_upto(sent, start - 1);
+    i = j;
+  }
+  out.forced_late_pct = 100.0 * static_cast<double>(out.forced_late) / static_cast<double>(sent.size());
   out.windows = static_cast<int>(ws.size());
   if (costs.empty()) return out;
   std::nth_element(costs.begin(), costs.begin() + static_cast<std::ptrdiff_t>(costs.size() / 2), costs.end());

@@ -425,13 +425,13 @@ class Load {
         "\"latency_user_p50_ms\":%.3f,\"latency_user_p99_ms\":%.3f,\"sender_lag_p99_ms\":%.3f,\"sender_lag_max_ms\":%.3f,"
         "\"latency_server_cpu\":%.2f,\"latency_loadgen_cpu\":%.2f,\"latency_steal\":%.3f,\"latency_server_steal\":%.3f,\"latency_server_wait\":%.4f,"
         "\"latency_windows\":%d,\"latency_busy_windows\":%d,\"latency_host_windows\":%d,\"latency_withheld_ms\":%.1f,\"latency_slowed_ms\":%.1f,"
-        "\"latency_cost_us\":%.2f,"
+        "\"latency_cost_us\":%.2f,\"latency_forced_late_pct\":%.3f,"
         "\"rss_idle_kib\":%ld,\"rss_connected_kib\":%ld,\"rss_joined_kib\":%ld,\"rss_peak_kib\":%ld}\n",
         conns_.size(), open, failed_, server_closes_, connect_s, connected_ / std::max(connect_s, 1e-9), live_, admitted_,
         broadcast_s, watch_s, (live_ + admitted_) / std::max(broadcast_s + watch_s, 1e-9), join_refused_, errors_,
         exchange_s, static_cast<unsigned long long>(exchange_relayed), peak, server_cpu, load_cpu, rate, static_cast<unsigned long long>(sent - skipped),
         static_cast<unsigned long long>(skipped), latencies_.size(), p50, p99, p999, lmax, up50, up99, lag99, lagmax, lat_server_cpu, lat_load_cpu, lat_steal, lat_server_steal, lat_server_wait,
-        host.windows, host.busy_windows, host.host_windows, host.withheld_ms, host.slowed_ms, host.median_cost_us, rss_idle,
+        host.windows, host.busy_windows, host.host_windows, host.withheld_ms, host.slowed_ms, host.median_cost_us, host.forced_late_pct, rss_idle,
         rss_connected, rss_joined, rss_peak);
   }
 

@@ -65,6 +65,7 @@ TEST(BenchInterference, AServerThatKeepsUpShowsNothing) {
   EXPECT_EQ(x.withheld_ms, 0);
   EXPECT_EQ(x.slowed_ms, 0);
   EXPECT_NEAR(x.median_cost_us, 7.0, 0.5);
+  EXPECT_EQ(x.forced_late, 0);
 }
 
 TEST(BenchInterference, AStallWithWorkQueuedIsCountedAsWithheld) {
@@ -75,6 +76,10 @@ TEST(BenchInterference, AStallWithWorkQueuedIsCountedAsWithheld) {
   EXPECT_GT(x.withheld_ms, 15);
   EXPECT_LT(x.withheld_ms, 35);
   EXPECT_EQ(x.slowed_ms, 0);
+  // Sent in the stall's first 25 ms (2,500 messages): at least 5 ms late whatever the server does.
+  EXPECT_GE(x.forced_late, 2400);
+  EXPECT_LE(x.forced_late, 2600);
+  EXPECT_NEAR(x.forced_late_pct, 5.0, 0.3);
 }
 
 TEST(BenchInterference, ACpuRunningAtHalfSpeedIsCountedAsSlow) {
@@ -85,6 +90,7 @@ TEST(BenchInterference, ACpuRunningAtHalfSpeedIsCountedAsSlow) {
   EXPECT_GE(x.busy_windows, 3);
   EXPECT_GT(x.slowed_ms, 5);
   EXPECT_EQ(x.withheld_ms, 0);
+  EXPECT_EQ(x.forced_late, 0);  // slow, but it ran: a faster server would have kept up
 }
 
 TEST(BenchInterference, AnOverloadedServerIsNotBlamedOnTheHost) {
@@ -95,6 +101,13 @@ TEST(BenchInterference, AnOverloadedServerIsNotBlamedOnTheHost) {
   EXPECT_EQ(x.host_windows, 0);
   EXPECT_EQ(x.withheld_ms, 0);
   EXPECT_EQ(x.slowed_ms, 0);
+  EXPECT_EQ(x.forced_late, 0);
+}
+
+TEST(BenchInterference, AShortStallForcesNothingLate) {
+  // 4 ms without the CPU delays messages by at most 4 ms: nothing is forced past 5 ms.
+  const auto x = read_back(simulate(300, 10'000, 7'000, [](std::int64_t t) { return t < 100'000'000 || t >= 104'000'000; }, full_speed));
+  EXPECT_EQ(x.forced_late, 0);
 }
 
 TEST(BenchInterference, TooLittleDataGivesZeros) {
