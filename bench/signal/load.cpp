@@ -345,11 +345,9 @@ class Load {
     // the server batches, and so does a rate taken from it.
     const double rate = o_.latency_rate > 0 ? o_.latency_rate : peak * o_.latency_fraction;
     const auto total = static_cast<std::uint64_t>(rate * o_.latency_s);
-    latencies_.clear();
     user_latencies_.clear();
     relays_.clear();
     relays_.reserve(total + 16);
-    latencies_.reserve(total + 16);
     user_latencies_.reserve(total + 16);
     std::vector<std::int64_t> lags;
     lags.reserve(total + 16);
@@ -399,14 +397,17 @@ class Load {
     const double lat_server_steal = server_cpu_no < 0 ? -1 : (p2p::bench::cpu_steal_s(server_cpu_no) - server_steal0) / lat_dur;
     const double lat_server_wait = wait0 < 0 ? -1 : (run_wait_s(o_.server_pid) - wait0) / lat_dur;
     auto settle = now_ns() + 1'000'000'000LL;
-    while (now_ns() < settle && latencies_.size() < sent - skipped) poll(5);
+    while (now_ns() < settle && relays_.size() < sent - skipped) poll(5);
+    std::vector<std::int64_t> latencies;
+    latencies.reserve(relays_.size());
+    for (const auto& m : relays_) latencies.push_back(m.received_ns - m.sent_ns);
     auto pct = [](std::vector<std::int64_t>& v, double p) -> double {
       if (v.empty()) return -1;
       std::sort(v.begin(), v.end());
       return static_cast<double>(v[std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())))]) / 1e6;
     };
-    const double p50 = pct(latencies_, 0.5), p99 = pct(latencies_, 0.99), p999 = pct(latencies_, 0.999);
-    const double lmax = latencies_.empty() ? -1.0 : static_cast<double>(latencies_.back()) / 1e6;
+    const double p50 = pct(latencies, 0.5), p99 = pct(latencies, 0.99), p999 = pct(latencies, 0.999);
+    const double lmax = latencies.empty() ? -1.0 : static_cast<double>(latencies.back()) / 1e6;
     const double up50 = pct(user_latencies_, 0.5), up99 = pct(user_latencies_, 0.99);
     const double lag99 = pct(lags, 0.99);
     const double lagmax = lags.empty() ? -1.0 : static_cast<double>(lags.back()) / 1e6;
@@ -430,7 +431,7 @@ class Load {
         conns_.size(), open, failed_, server_closes_, connect_s, connected_ / std::max(connect_s, 1e-9), live_, admitted_,
         broadcast_s, watch_s, (live_ + admitted_) / std::max(broadcast_s + watch_s, 1e-9), join_refused_, errors_,
         exchange_s, static_cast<unsigned long long>(exchange_relayed), peak, server_cpu, load_cpu, rate, static_cast<unsigned long long>(sent - skipped),
-        static_cast<unsigned long long>(skipped), latencies_.size(), p50, p99, p999, lmax, up50, up99, lag99, lagmax, lat_server_cpu, lat_load_cpu, lat_steal, lat_server_steal, lat_server_wait,
+        static_cast<unsigned long long>(skipped), latencies.size(), p50, p99, p999, lmax, up50, up99, lag99, lagmax, lat_server_cpu, lat_load_cpu, lat_steal, lat_server_steal, lat_server_wait,
         host.windows, host.busy_windows, host.host_windows, host.withheld_ms, host.slowed_ms, host.median_cost_us, host.forced_late_pct, rss_idle,
         rss_connected, rss_joined, rss_peak);
   }
@@ -445,8 +446,9 @@ class Load {
 
   // Per-message latencies in send order, to tell periodic stalls from steady queueing.
   void write_trace() {
-    if (o_.trace_file.empty() || trace_.empty()) return;
-    std::sort(trace_.begin(), trace_.end());
+    if (o_.trace_file.empty() || relays_.empty()) return;
+    std::vector<p2p::bench::Relay> by_send = relays_;
+    std::sort(by_send.begin(), by_send.end(), [](const auto& a, const auto& b) { return a.sent_ns < b.sent_ns; });
     std::FILE* f = std::fopen(o_.trace_file.c_str(), "w");
     if (!f) return;
     // The offset lines the trace up with tools on CLOCK_MONOTONIC (perf record -k mono).
@@ -454,8 +456,8 @@ class Load {
     ::clock_gettime(CLOCK_MONOTONIC, &mono);
     const std::int64_t mono_ns = static_cast<std::int64_t>(mono.tv_sec) * 1'000'000'000LL + mono.tv_nsec;
     std::fprintf(f, "# realtime_minus_monotonic_us %lld\n", static_cast<long long>((wall_ns() - mono_ns) / 1000));
-    for (const auto& [t, lat] : trace_)
-      std::fprintf(f, "%lld %lld\n", static_cast<long long>(t / 1000), static_cast<long long>(lat / 1000));
+    for (const auto& m : by_send)
+      std::fprintf(f, "%lld %lld\n", static_cast<long long>(m.sent_ns / 1000), static_cast<long long>((m.received_ns - m.sent_ns) / 1000));
     for (const auto& c : server_cpu_.samples())
       std::fprintf(f, "# cpu %lld %lld\n", static_cast<long long>(c.t_ns / 1000), static_cast<long long>(c.run_ns));
     std::fclose(f);
@@ -834,9 +836,7 @@ class Load {
       return;
     }
     if (phase == 'l') {
-      if (!o_.trace_file.empty()) trace_.emplace_back(t, c.rx_kernel_ns - t);
       relays_.push_back({t, c.rx_kernel_ns});
-      latencies_.push_back(c.rx_kernel_ns - t);
       user_latencies_.push_back(c.rx_user_ns - t);
     }
   }
@@ -889,11 +889,9 @@ class Load {
   std::int64_t last_exchange_ns_ = 0;
   std::uint64_t received_relays_ = 0;
   char phase_ = 'e';
-  std::vector<std::int64_t> latencies_;       // send -> kernel receive timestamp
   std::vector<std::int64_t> user_latencies_;  // send -> read by this process
   ServerCpu server_cpu_;
-  std::vector<p2p::bench::Relay> relays_;  // latency phase: (send stamp, receive stamp)
-  std::vector<std::pair<std::int64_t, std::int64_t>> trace_;  // (send stamp, latency), with --trace
+  std::vector<p2p::bench::Relay> relays_;  // latency phase: send -> kernel receive timestamp (and --trace)
 };
 
 Options parse(int argc, char** argv) {
